@@ -20,6 +20,7 @@
 #   REDIS_CHECK_CLIENTS     runtest --clients (default 2)
 #   REDIS_CHECK_SKIP_INSTALL=1  reuse build/redis/install-<backend> (no make install)
 #   REDIS_CHECK_SKIP_BUILD=1  reuse build/redis/tree-<backend> as built before
+#   REDIS_CHECK_ONLY_BUILD=1  stop after the builds (bench/redis/bench.sh uses it)
 #   JOBS                    parallel make jobs (default nproc)
 #
 # Output: progress lines on stdout; logs in build/redis/logs/. Exits non-zero
@@ -445,6 +446,10 @@ for b in $BACKENDS; do
     install_zmalloc "$b"
     build_redis "$b"
 done
+if [ "${REDIS_CHECK_ONLY_BUILD:-0}" = 1 ]; then
+    log "builds done (REDIS_CHECK_ONLY_BUILD=1): $(for b in $BACKENDS; do printf '%s ' "$RB/tree-$b/src/redis-server"; done)"
+    exit 0
+fi
 for b in $BACKENDS; do
     check_server "$b"
 done

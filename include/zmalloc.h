@@ -1,0 +1,277 @@
+/* zmalloc.h: a drop-in replacement for Redis's src/zmalloc.h.
+ *
+ * Part 1 declares every function and macro of Redis's zmalloc.h with the
+ * same signature and behaviour, so Redis sources (sds.c, dict.c, object.c,
+ * server.c, ...) compile against it unchanged. Part 2 holds extensions; each
+ * is marked "Extension" and carries the zmalloc_/z prefix.
+ *
+ * The backend is chosen when the library is built (make MALLOC=pool|libc|
+ * jemalloc|tcmalloc|mimalloc) and recorded in zmalloc_config.h, which is
+ * installed next to this header.
+ *
+ * Redis API versions. Redis 7.4 and later declare the seven-argument
+ * zmalloc_get_allocator_info() and the *_with_flags entries; 7.0 and 7.2 (and
+ * Valkey) declare the three-argument form and `int jemalloc_purge()`. This
+ * header serves the newest form by default. Define ZMALLOC_REDIS_API=70
+ * (before including it, or with -DZMALLOC_REDIS_API=70) to get the 7.0/7.2
+ * declarations instead; the library exports both, nothing else differs.
+ *
+ * Deliberate difference from Redis: a ztryrealloc()/ztryrealloc_usable()
+ * that fails (including the SIZE_MAX/2 guard) leaves the original block
+ * untouched and still accounted, as C's realloc() does. Redis frees it and
+ * so loses the caller's data.
+ */
+#ifndef ZMALLOC_H
+#define ZMALLOC_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "zmalloc_config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Two-step stringification; Redis's header defines these and other Redis
+ * files use them. */
+#define __xstr(s) __str(s)
+#define __str(s) #s
+
+/* ZMALLOC_LIB names our library, its version and the backend, e.g.
+ * "zmalloc-0.1.0 (pool)" or "zmalloc-0.1.0 (jemalloc-5.3.0)". Redis prints
+ * it as mem_allocator in INFO memory. */
+#define ZMALLOC_LIB ("zmalloc-" ZMALLOC_VERSION " (" ZMALLOC_BACKEND_VERSION ")")
+
+/* HAVE_MALLOC_SIZE: the backend can tell a block's usable size from its
+ * pointer, so no size prefix is stored. Every backend but libc built with
+ * NO_MALLOC_USABLE_SIZE=1 has it. */
+#if ZMALLOC_HAVE_MALLOC_SIZE
+#define HAVE_MALLOC_SIZE 1
+#endif
+
+/* HAVE_DEFRAG is left undefined on every backend, jemalloc included: Redis's
+ * active defragmenter needs a per-pointer fragmentation hint
+ * (je_get_defrag_hint) that only Redis's patched jemalloc has, not Debian's
+ * libjemalloc. zmalloc_no_tcache()/zfree_no_tcache() are still provided on
+ * the jemalloc backend (see below). */
+
+/* Extension: bytes of size prefix before each block (0 with
+ * HAVE_MALLOC_SIZE). 16, not Redis's 8, so blocks keep malloc's 16-byte
+ * (max_align_t) alignment; zmalloc_size() counts it, as in Redis. */
+#define ZMALLOC_PREFIX_SIZE (ZMALLOC_HAVE_MALLOC_SIZE ? 0 : 2 * sizeof(size_t))
+
+/* ======================================================================
+ * Part 1: Redis's zmalloc API
+ * ====================================================================== */
+
+/* Allocation. A 0-byte request still returns a valid block. A request of
+ * SIZE_MAX/2 bytes or more fails without asking the backend. On failure the
+ * z* functions call the OOM handler with the requested size (the default
+ * handler aborts); the ztry* functions return NULL with errno = ENOMEM.
+ * 'noinline' keeps gcc 12 with LTO from losing the alloc_size attribute
+ * (gcc bug 96503), as in Redis. */
+__attribute__((malloc, alloc_size(1), noinline)) void *zmalloc(size_t size);
+__attribute__((malloc, alloc_size(1), noinline)) void *zcalloc(size_t size);
+/* Zeroed array of num elements of size bytes. size == 0 or num*size
+ * overflowing calls the OOM handler with SIZE_MAX. */
+__attribute__((malloc, alloc_size(1, 2), noinline)) void *zcalloc_num(size_t num, size_t size);
+/* ptr == NULL allocates; size == 0 with a non-NULL ptr frees it and returns
+ * NULL. Content is kept up to the smaller of the two sizes. */
+__attribute__((alloc_size(2), noinline)) void *zrealloc(void *ptr, size_t size);
+__attribute__((malloc, alloc_size(1), noinline)) void *ztrymalloc(size_t size);
+__attribute__((malloc, alloc_size(1), noinline)) void *ztrycalloc(size_t size);
+/* On failure returns NULL and leaves ptr allocated (see the note above). */
+__attribute__((alloc_size(2), noinline)) void *ztryrealloc(void *ptr, size_t size);
+/* NULL is a no-op. A real function, so it can be passed as a pointer. */
+void zfree(void *ptr);
+
+/* As their plain twins; *usable (when non-NULL) receives the usable size of
+ * the returned block, all of which the caller may use; 0 on failure. */
+void *zmalloc_usable(size_t size, size_t *usable);
+void *zcalloc_usable(size_t size, size_t *usable);
+void *zrealloc_usable(void *ptr, size_t size, size_t *usable);
+void *ztrymalloc_usable(size_t size, size_t *usable);
+void *ztrycalloc_usable(size_t size, size_t *usable);
+void *ztryrealloc_usable(void *ptr, size_t size, size_t *usable);
+/* Free, storing the usable size that was freed in *usable (when non-NULL). */
+void zfree_usable(void *ptr, size_t *usable);
+
+__attribute__((malloc)) char *zstrdup(const char *s);
+
+/* Accounting. Bytes currently allocated through zmalloc: the sum of the
+ * usable sizes of live blocks (plus the prefix on the prefix path). Exact at
+ * any quiet moment: each thread keeps its own counter on its own cache line,
+ * written only by that thread; the reader sums them. */
+size_t zmalloc_used_memory(void);
+/* Replace the OOM handler (NULL restores the default, which prints
+ * "zmalloc: Out of memory trying to allocate N bytes" and aborts). */
+void zmalloc_set_oom_handler(void (*oom_handler)(size_t));
+
+/* Process information (Linux /proc). Not for hot loops. */
+size_t zmalloc_get_rss(void);
+/* i-th (1-based, as in man proc) field of /proc/self/stat; 1 on success. */
+int get_proc_stat_ll(int i, long long *res);
+/* Private_Dirty bytes of pid (-1 = self). Reads /proc/<pid>/smaps_rollup when
+ * the kernel has it (one line, microseconds), else sums /proc/<pid>/smaps. */
+size_t zmalloc_get_private_dirty(long pid);
+/* Sum of an smaps field such as "Rss:" over /proc/<pid>/smaps (pid -1 =
+ * self), in bytes; 0 if unreadable. Uses smaps_rollup when it has the field. */
+size_t zmalloc_get_smap_bytes_by_field(char *field, long pid);
+/* Physical RAM in bytes. Ignores containers: see
+ * zmalloc_get_cgroup_memory_limit(). */
+size_t zmalloc_get_memory_size(void);
+
+/* The allocator's own view of the process heap, in bytes, on every backend
+ * (Redis fills it only on jemalloc). Returns 1.
+ *   allocated  bytes in live blocks of the whole process (not only zmalloc's)
+ *   active     bytes in pages holding live blocks
+ *   resident   bytes of allocator memory resident in RAM
+ *   retained   bytes mapped but returned to the OS (may be NULL)
+ *   muzzy      bytes released lazily, still counted in RSS (may be NULL)
+ *   frag_smallbins_bytes  free bytes inside partly used small-object slabs
+ * Per backend:
+ *   pool      all six from its own counters.
+ *   jemalloc  stats.allocated/active/resident/retained, arena muzzy pages,
+ *             small-bin free regions; refreshed through "epoch".
+ *   tcmalloc  generic.current_allocated_bytes; active = heap_size - pageheap
+ *             free - unmapped; resident = heap_size - unmapped; retained =
+ *             pageheap_unmapped_bytes; muzzy 0 (tcmalloc releases with
+ *             MADV_DONTNEED, nothing is lazy); frag_smallbins = central +
+ *             transfer + thread cache free bytes.
+ *   mimalloc  allocated from zmalloc's own accounting plus mimalloc's
+ *             process stats (committed, current RSS) for active/resident;
+ *             retained = reserved - committed; muzzy 0; frag_smallbins =
+ *             active - allocated (mimalloc 2.0 exposes no per-bin figure).
+ *   libc      mallinfo2: allocated = uordblks + hblkhd, active = allocated +
+ *             fordblks - releasable top (keepcost), resident = arena + hblkhd,
+ *             retained 0 (glibc unmaps what it releases), muzzy 0,
+ *             frag_smallbins = fordblks - keepcost.
+ * refresh_stats asks to refresh cached statistics first (jemalloc epoch). */
+#if defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 74
+/* The library exports this form as zmalloc_get_allocator_info_v70. */
+#define zmalloc_get_allocator_info zmalloc_get_allocator_info_v70
+int zmalloc_get_allocator_info_v70(size_t *allocated, size_t *active, size_t *resident);
+#else
+int zmalloc_get_allocator_info(int refresh_stats, size_t *allocated, size_t *active,
+                               size_t *resident, size_t *retained, size_t *muzzy,
+                               size_t *frag_smallbins_bytes);
+#endif
+/* Extension: the seven-argument form under a name that never changes, for
+ * code that must work whatever ZMALLOC_REDIS_API it is built with. */
+int zmalloc_get_allocator_info_full(int refresh_stats, size_t *allocated, size_t *active,
+                                    size_t *resident, size_t *retained, size_t *muzzy,
+                                    size_t *frag_smallbins_bytes);
+
+/* Per-arena figures. Meaningful on jemalloc; every other backend has one
+ * heap and reports the whole-process figures for arena 0 (and zeros with a
+ * return of 0 for any other arena). */
+int zmalloc_get_allocator_info_by_arena(unsigned int arena, int refresh_stats, size_t *allocated,
+                                        size_t *active, size_t *resident,
+                                        size_t *frag_smallbins_bytes);
+/* Return all unused pages to the OS; 0 on success. Works on every backend
+ * (its Redis name is kept); see also zmalloc_purge(). */
+int jemalloc_purge(void);
+/* Let jemalloc purge in a background thread; a no-op elsewhere. */
+void set_jemalloc_bg_thread(int enable);
+/* Tell the OS the whole pages inside block ptr are not needed (used in
+ * fork children to avoid copy-on-write). NULL is a no-op. */
+void zmadvise_dontneed(void *ptr);
+/* The C library's own free(), for memory libc allocated. */
+void zlibc_free(void *ptr);
+
+/* Usable size of a zmalloc block. With HAVE_MALLOC_SIZE, zmalloc_size and
+ * zmalloc_usable_size are the same; on the prefix path zmalloc_size also
+ * counts the prefix. In a verification build (ZMALLOC_DEBUG) both return
+ * exactly the requested size. */
+size_t zmalloc_size(void *ptr);
+#ifndef HAVE_MALLOC_SIZE
+size_t zmalloc_usable_size(void *ptr);
+#else
+#define zmalloc_usable_size(p) zmalloc_size(p)
+/* Returns ptr unchanged. After code learns a block's usable size with
+ * zmalloc_usable_size(), passing the pointer through this function tells the
+ * compiler's object-size tracking (_FORTIFY_SOURCE, alloc_size) that size
+ * bytes are usable. Not static inline: gcc would drop the attribute. */
+__attribute__((alloc_size(2), noinline)) void *extend_to_usable(void *ptr, size_t size);
+#endif
+
+/* jemalloc-only entries: jemalloc MALLOCX_* flags pass through. Declared on
+ * the jemalloc backend only, as in Redis (7.4+ API). */
+#if ZMALLOC_BACKEND_JEMALLOC && !(defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 74)
+__attribute__((malloc, alloc_size(1), noinline)) void *zmalloc_with_flags(size_t size, int flags);
+__attribute__((alloc_size(2), noinline)) void *zrealloc_with_flags(void *ptr, size_t size, int flags);
+void zfree_with_flags(void *ptr, int flags);
+#endif
+#if ZMALLOC_BACKEND_JEMALLOC
+/* Allocate and free bypassing jemalloc's thread cache, so a defragmenter can
+ * move an object to a fresh place. Redis declares these under HAVE_DEFRAG. */
+__attribute__((malloc)) void *zmalloc_no_tcache(size_t size);
+void zfree_no_tcache(void *ptr);
+#endif
+
+/* Self-test (allocate, check used memory, free, check it is back). The
+ * library always exports it; Redis declares it under REDIS_TEST. */
+int zmalloc_test(int argc, char **argv, int flags);
+
+/* ======================================================================
+ * Part 2: extensions
+ * ====================================================================== */
+
+/* Extension: the backend's name and version at run time, e.g. "pool",
+ * "jemalloc-5.3.0", "libc-2.36 (size prefix)". */
+const char *zmalloc_backend(void);
+
+/* Extension: return free memory to the OS on any backend; 0 on success. */
+int zmalloc_purge(void);
+
+/* Extension: the memory limit of the cgroup this process runs in (v2
+ * memory.max, else v1 memory.limit_in_bytes), in bytes; 0 when unlimited or
+ * there is no cgroup. A server in a container sizes itself by this. */
+size_t zmalloc_get_cgroup_memory_limit(void);
+
+/* Extension: print the backend's statistics to out, as text (json == 0) or
+ * JSON (json != 0). The pool backend prints its per-size-class table. */
+void zmalloc_print_stats(FILE *out, int json);
+
+/* Extension: aligned allocation. alignment must be a power of two (any
+ * size up to at least 1 MiB); a bad alignment fails with errno = EINVAL
+ * (ztry) or calls the OOM handler (z). Free with zfree(). */
+__attribute__((malloc, alloc_size(2))) void *zmalloc_aligned(size_t alignment, size_t size);
+__attribute__((malloc, alloc_size(2))) void *ztrymalloc_aligned(size_t alignment, size_t size);
+
+/* Extension: reclaim and retry. When the backend cannot satisfy a request,
+ * or a memory limit would be exceeded, handler(needed) is called; it frees
+ * what it can (it may call zfree) and returns the bytes it freed. The
+ * allocation is retried while the handler frees something, at most
+ * ZMALLOC_RECLAIM_ROUNDS times; only then does ztry* return NULL or z* call
+ * the OOM handler. An allocation made from inside the handler does not call
+ * the handler again. NULL removes the handler. */
+#define ZMALLOC_RECLAIM_ROUNDS 16
+void zmalloc_set_reclaim_handler(size_t (*handler)(size_t needed));
+
+/* Extension: memory limit (0 = none). An allocation that would take
+ * zmalloc_used_memory() past the limit first goes through reclaim, then
+ * fails cleanly. Strictness: with one thread allocating, the limit is exact.
+ * With T threads allocating at once it can be exceeded by at most
+ * T * ZMALLOC_LIMIT_SLACK bytes: each thread re-reads the exact total only
+ * after it has allocated ZMALLOC_LIMIT_SLACK bytes since its last reading. */
+#define ZMALLOC_LIMIT_SLACK ((size_t)256 * 1024)
+void zmalloc_set_memory_limit(size_t bytes);
+size_t zmalloc_get_memory_limit(void);
+
+/* Extension: verification mode (build with ZMALLOC_DEBUG=1; in other builds
+ * both functions do nothing and return 0). zmalloc_verify() checks every
+ * live and quarantined block's guard zones and fill patterns, reports each
+ * problem on stderr and returns how many it found. zmalloc_report_leaks()
+ * prints live blocks grouped by allocation site, largest first, and returns
+ * the number of live blocks. ZMALLOC_LEAK_REPORT=1 in the environment runs
+ * it at exit. */
+int zmalloc_verify(void);
+size_t zmalloc_report_leaks(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZMALLOC_H */

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# make test: the same suite on every backend that can be built here, then
+# the correctness builds (ASan+UBSan, TSan, verification mode, libFuzzer).
+# Prints which backends were skipped and why, and a final
+# "N passed, M failed" line counting test programs.
+set -u
+cd "$(dirname "$0")/.."
+. scripts/backends.sh
+BUILD=${BUILD:-build}
+JOBS=${JOBS:-$(nproc)}
+passed=0
+failed=0
+failures=()
+
+run_suite() { # name, cmake flags..., [-- ctest args]
+  local name=$1; shift
+  local flags=() ctest_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do flags+=("$1"); shift; done
+  [ "${1:-}" = "--" ] && { shift; ctest_args=("$@"); }
+  local dir=$BUILD/test-$name
+  echo "== $name: configure and build"
+  if ! cmake -S . -B "$dir" -DZMALLOC_BENCH=OFF "${flags[@]}" >"$dir.log" 2>&1 ||
+     ! cmake --build "$dir" -j "$JOBS" >>"$dir.log" 2>&1; then
+    echo "   BUILD FAILED (log: $dir.log)"; tail -30 "$dir.log"
+    failed=$((failed + 1)); failures+=("$name:build"); return
+  fi
+  echo "== $name: ctest"
+  local out; out=$(cd "$dir" && ctest --output-on-failure "${ctest_args[@]}" 2>&1)
+  local rc=$?
+  echo "$out" | grep -E "tests passed|Test +#|passed, .* failed" | sed 's/^/   /'
+  local p f
+  p=$(echo "$out" | grep -cE "Test +#.*Passed")
+  f=$(echo "$out" | grep -cE "Test +#.*(\*\*\*|Failed|Timeout|Exception)")
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ $rc -ne 0 ]; then
+    [ "$f" -eq 0 ] && failed=$((failed + 1))
+    failures+=("$name"); echo "$out" | grep -vE "^ *[0-9]+/[0-9]+ Test" | tail -60
+  fi
+}
+
+read -r -a backends <<<"$(available_backends)"
+echo "backends to test: ${backends[*]}"
+for b in "${backends[@]}"; do
+  read -r -a f <<<"$(backend_flags "$b")"
+  run_suite "$b" "${f[@]}"
+done
+
+# Sanitizer builds: ASan+UBSan on libc (and pool when built), TSan on the
+# threaded tests of the default backend.
+run_suite asan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=address,undefined
+if [[ " ${backends[*]} " == *" pool "* ]]; then
+  run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|thread|remote|fork|churn"
+fi
+# Verification mode on the backends the issue names.
+if [ -f src/debug.c ]; then
+  for b in pool libc jemalloc; do
+    [[ " ${backends[*]} " == *" $b "* ]] && run_suite "debug-$b" -DZMALLOC_MALLOC=$b -DZMALLOC_DEBUG=ON
+  done
+fi
+# libFuzzer harnesses: a fixed number of runs each.
+if [ -x scripts/fuzz.sh ] && command -v clang >/dev/null; then
+  echo "== fuzz"
+  if bash scripts/fuzz.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("fuzz"); fi
+else
+  echo "skipped fuzz: clang not installed"
+fi
+
+[ ${#failures[@]} -gt 0 ] && echo "failed suites: ${failures[*]}"
+echo "make test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

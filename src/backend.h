@@ -1,0 +1,78 @@
+/* backend.h: the internal interface every allocator backend implements.
+ *
+ * The front end (zmalloc.c) owns everything Redis's zmalloc layer does on
+ * top of malloc: accounting, the OOM handler, try/usable variants, the size
+ * prefix, reclaim-and-retry and memory limits. A backend only moves memory.
+ * Exactly one backend_<name>.c is compiled into a build (CMake option
+ * ZMALLOC_MALLOC); the build uses link-time optimisation so these small
+ * functions inline into the front end's fast path.
+ *
+ * Contract for every function below:
+ *  - sizes passed in are > 0 and < SIZE_MAX/2 (the front end filters the rest);
+ *  - pointers passed in are non-NULL and were returned by this backend;
+ *  - failure returns NULL (errno ENOMEM) and leaves any input block untouched;
+ *  - nothing here updates zmalloc's accounting.
+ */
+#ifndef ZMALLOC_BACKEND_H
+#define ZMALLOC_BACKEND_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "zmalloc_config.h"
+
+/* 1 when zm_be_usable_size() exists; otherwise the front end stores a size
+ * prefix in front of each block (Redis's path for platforms without
+ * malloc_usable_size). */
+#define ZM_BACKEND_HAS_SIZE ZMALLOC_HAVE_MALLOC_SIZE
+
+/* Allocation: on success *usable (never NULL) receives the usable size of
+ * the returned block, computed as cheaply as the backend can (from the size
+ * class, not a lookup where possible). On the size-prefix path (no
+ * ZM_BACKEND_HAS_SIZE) *usable is simply the size requested. */
+void *zm_be_malloc(size_t size, size_t *usable);
+void *zm_be_calloc(size_t size, size_t *usable);
+void *zm_be_realloc(void *ptr, size_t size, size_t *usable);
+/* alignment: a power of two >= sizeof(void *), any size. */
+void *zm_be_aligned_alloc(size_t alignment, size_t size, size_t *usable);
+#if ZM_BACKEND_HAS_SIZE
+size_t zm_be_usable_size(const void *ptr);
+#endif
+/* usable is the block's usable size as the front end knows it (from
+ * zm_be_usable_size or the prefix): backends with a sized free (jemalloc's
+ * sdallocx) use it to skip a lookup; others ignore it. */
+void zm_be_free(void *ptr, size_t usable);
+
+/* The backend's own view of the whole process heap, in bytes.
+ * allocated <= active <= resident should hold, roughly. A figure the
+ * backend cannot measure is estimated and the estimate documented in
+ * include/zmalloc.h; it is never left at 0 for a non-empty heap. */
+typedef struct zm_be_stats {
+    size_t allocated;      /* bytes in live blocks (usable sizes)            */
+    size_t active;         /* bytes in pages that hold at least one block    */
+    size_t resident;       /* bytes of allocator memory resident in RAM      */
+    size_t retained;       /* mapped but returned to the OS (not resident)   */
+    size_t muzzy;          /* released lazily (MADV_FREE), may still be RSS  */
+    size_t frag_smallbins; /* free bytes inside partly used small slabs      */
+} zm_be_stats;
+
+void zm_be_get_stats(int refresh, zm_be_stats *out);
+/* Return free memory to the OS now. 0 on success. */
+int zm_be_purge(void);
+/* Human-readable (json == 0) or JSON (json != 0) statistics to out. */
+void zm_be_print_stats(FILE *out, int json);
+/* Backend name and version, e.g. "jemalloc-5.3.0"; a static string. */
+const char *zm_be_version(void);
+
+/* jemalloc-only entries behind Redis's *_with_flags, no_tcache and
+ * per-arena calls. */
+#if ZMALLOC_BACKEND_JEMALLOC
+void *zm_be_je_mallocx(size_t size, int flags, size_t *usable);
+void *zm_be_je_rallocx(void *ptr, size_t size, int flags, size_t *usable);
+void zm_be_je_dallocx(void *ptr, int flags);
+int zm_be_je_arena_stats(unsigned arena, int refresh, size_t *allocated, size_t *active,
+                         size_t *resident, size_t *frag_smallbins);
+void zm_be_je_background_thread(int enable);
+#endif
+
+#endif

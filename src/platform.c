@@ -1,0 +1,245 @@
+/* platform.c: mmap/madvise and /proc, /sys/fs/cgroup readers (Linux).
+ *
+ * The /proc readers use open/read on a stack buffer, never stdio, because
+ * stdio's FILE allocates with malloc and the pool backend may be malloc.
+ * smaps is read line by line through a small hand-rolled reader for the
+ * same reason.
+ */
+#define _GNU_SOURCE
+#include "platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static size_t cached_page_size;
+
+size_t zm_os_page_size(void) {
+    if (!cached_page_size) cached_page_size = (size_t)sysconf(_SC_PAGESIZE);
+    return cached_page_size;
+}
+
+void *zm_os_map(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *zm_os_map_aligned(size_t size, size_t alignment) {
+    size_t page = zm_os_page_size();
+    if (alignment <= page) return zm_os_map(size);
+    size_t span = size + alignment - page;
+    if (span < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *raw = zm_os_map(span);
+    if (!raw) return NULL;
+    uintptr_t start = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t mapped_size = (size + page - 1) & ~(page - 1);
+    size_t tail = span - head - mapped_size;
+    if (head) munmap(raw, head);
+    if (tail) munmap((char *)start + mapped_size, tail);
+    return (void *)start;
+}
+
+void zm_os_unmap(void *addr, size_t size) {
+    if (addr) munmap(addr, size);
+}
+
+int zm_os_decommit(void *addr, size_t size) {
+    return madvise(addr, size, MADV_DONTNEED);
+}
+
+int zm_os_decommit_lazy(void *addr, size_t size) {
+#ifdef MADV_FREE
+    if (madvise(addr, size, MADV_FREE) == 0) return 0;
+#endif
+    return madvise(addr, size, MADV_DONTNEED);
+}
+
+/* Read a whole small file into buf (NUL-terminated); returns bytes or -1. */
+static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = 0;
+    while (len + 1 < cap) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
+int zm_os_proc_stat_field(int field, long long *res) {
+    char buf[4096];
+    if (field < 1 || read_small_file("/proc/self/stat", buf, sizeof buf) <= 0) return 0;
+    /* Field 2 (comm) is in parentheses and may hold spaces: count fields
+     * after its closing parenthesis, which is field 2's end. */
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    if (field <= 2) return 0; /* pid and comm are not numbers we report */
+    int current = 2;
+    while (*p && current < field) {
+        if (*p == ' ') current++;
+        p++;
+    }
+    if (current != field || !*p) return 0;
+    char *end;
+    errno = 0;
+    long long value = strtoll(p, &end, 10);
+    if (errno || end == p) return 0;
+    *res = value;
+    return 1;
+}
+
+size_t zm_os_rss(void) {
+    long long pages;
+    if (!zm_os_proc_stat_field(24, &pages)) return 0;
+    return (size_t)pages * zm_os_page_size();
+}
+
+/* Line reader over a file descriptor with a fixed buffer: smaps can be
+ * megabytes, so it is streamed. */
+typedef struct line_reader {
+    int fd;
+    size_t start, end;
+    char buf[8192];
+} line_reader;
+
+static char *next_line(line_reader *r) {
+    for (;;) {
+        char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+        if (nl) {
+            *nl = '\0';
+            char *line = r->buf + r->start;
+            r->start = (size_t)(nl - r->buf) + 1;
+            return line;
+        }
+        /* Move the partial line to the front and refill. */
+        size_t partial = r->end - r->start;
+        if (partial == sizeof r->buf) partial = 0; /* overlong line: drop it */
+        memmove(r->buf, r->buf + r->start, partial);
+        r->start = 0;
+        r->end = partial;
+        ssize_t n = read(r->fd, r->buf + r->end, sizeof r->buf - r->end);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (r->end == 0) return NULL;
+            r->buf[r->end < sizeof r->buf ? r->end : sizeof r->buf - 1] = '\0';
+            r->end = r->start = 0;
+            return r->buf;
+        }
+        r->end += (size_t)n;
+    }
+}
+
+/* Sum "field  N kB" lines of one /proc file; *found reports any match. */
+static size_t sum_field_in(const char *path, const char *field, int *found) {
+    line_reader r = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
+    *found = 0;
+    if (r.fd < 0) return 0;
+    size_t flen = strlen(field), total = 0;
+    char *line;
+    while ((line = next_line(&r)) != NULL) {
+        if (strncmp(line, field, flen) != 0) continue;
+        *found = 1;
+        total += (size_t)strtoull(line + flen, NULL, 10) * 1024;
+    }
+    close(r.fd);
+    return total;
+}
+
+static void proc_path(char *out, size_t cap, long pid, const char *file) {
+    if (pid == -1)
+        snprintf(out, cap, "/proc/self/%s", file);
+    else
+        snprintf(out, cap, "/proc/%ld/%s", pid, file);
+}
+
+size_t zm_os_smaps_field_full_scan(const char *field, long pid) {
+    char path[64];
+    int found;
+    proc_path(path, sizeof path, pid, "smaps");
+    return sum_field_in(path, field, &found);
+}
+
+size_t zm_os_smaps_field(const char *field, long pid) {
+    char path[64];
+    int found;
+    /* smaps_rollup (Linux 4.14+) holds the sums the kernel computed while
+     * walking the page tables once, without formatting one record per
+     * mapping: far cheaper than smaps on a large heap. */
+    proc_path(path, sizeof path, pid, "smaps_rollup");
+    size_t total = sum_field_in(path, field, &found);
+    if (found) return total;
+    return zm_os_smaps_field_full_scan(field, pid);
+}
+
+size_t zm_os_physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    return (size_t)pages * (size_t)page;
+}
+
+/* Parse a cgroup limit file: a number, or "max" (v2) / a huge number (v1)
+ * meaning unlimited. */
+static size_t read_limit_file(const char *path, int *present) {
+    char buf[64];
+    *present = read_small_file(path, buf, sizeof buf) > 0;
+    if (!*present || strncmp(buf, "max", 3) == 0) return 0;
+    unsigned long long v = strtoull(buf, NULL, 10);
+    /* cgroup v1 reports "no limit" as PAGE_COUNTER_MAX pages, about 2^63. */
+    if (v >= (1ULL << 62)) return 0;
+    return (size_t)v;
+}
+
+/* This process's cgroup path for a v2 ("0::/path") or v1 memory controller
+ * ("N:memory:/path") line of /proc/self/cgroup. */
+static int own_cgroup_path(int v2, char *out, size_t cap) {
+    char buf[4096];
+    if (read_small_file("/proc/self/cgroup", buf, sizeof buf) <= 0) return 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        int is_v2 = (c2 == c1 + 1) && strncmp(line, "0:", 2) == 0;
+        int is_mem = !is_v2 && strstr(c1, "memory") && strstr(c1, "memory") < c2;
+        if ((v2 && is_v2) || (!v2 && is_mem)) {
+            snprintf(out, cap, "%s", c2 + 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t zm_os_cgroup_memory_limit(void) {
+    char rel[1024], path[1200];
+    int present;
+    size_t limit;
+    /* v2: our own cgroup's memory.max, else the namespace root's. */
+    if (own_cgroup_path(1, rel, sizeof rel)) {
+        snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", rel);
+        limit = read_limit_file(path, &present);
+        if (present) return limit;
+    }
+    limit = read_limit_file("/sys/fs/cgroup/memory.max", &present);
+    if (present) return limit;
+    /* v1 memory controller. */
+    if (own_cgroup_path(0, rel, sizeof rel)) {
+        snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", rel);
+        limit = read_limit_file(path, &present);
+        if (present) return limit;
+    }
+    limit = read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes", &present);
+    return present ? limit : 0;
+}

@@ -1,0 +1,615 @@
+/* zmalloc.c: the front end, written once for every backend.
+ *
+ * It owns what Redis's zmalloc layer adds on top of malloc: the SIZE_MAX/2
+ * guard, 0-byte requests, the size prefix for backends without a size query,
+ * exact accounting (account.h), the OOM handler, try/usable variants, and
+ * the two things Redis never did: reclaim-and-retry and a memory limit.
+ *
+ * Every allocation goes through attempt(): one try at the lower layer
+ * (layer.h: the backend, or the verification layer over it), inlined and
+ * specialised per operation. Only when it fails, or when a memory limit is
+ * set, does the out-of-line slow path run. So the fast path is: size guard,
+ * one load of the limit flag, the backend's own fast path, one relaxed
+ * counter update in thread-local storage.
+ *
+ * Prefix path (libc with NO_MALLOC_USABLE_SIZE): a 16-byte prefix before
+ * each block; its last word holds (size << 1) | aligned. For aligned blocks,
+ * which cannot start right after a prefix at the backend block's start, the
+ * first word holds the distance back to the backend block. Accounted bytes
+ * are the size plus the prefix, as in Redis.
+ */
+#define _GNU_SOURCE
+#include "zmalloc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "account.h"
+#include "layer.h"
+#include "platform.h"
+
+/* The prefix is 16 bytes, not Redis's 8, so blocks keep malloc's
+ * max_align_t alignment; the size is in its last word. */
+#define PREFIX_SIZE (ZM_LAYER_HAS_SIZE ? 0 : 2 * sizeof(size_t))
+/* A 0-byte request still gets a block, as in Redis (and jemalloc). */
+#define MIN_SIZE(n) ((n) ? (n) : sizeof(long))
+#define TOO_BIG(n) ((n) >= SIZE_MAX / 2)
+
+/* ---------------------------------------------------------------------
+ * Handlers and limit
+ * --------------------------------------------------------------------- */
+
+static void default_oom_handler(size_t size) {
+    fprintf(stderr, "zmalloc: Out of memory trying to allocate %zu bytes\n", size);
+    fflush(stderr);
+    abort();
+}
+
+static void (*_Atomic oom_handler)(size_t) = default_oom_handler;
+static size_t (*_Atomic reclaim_handler)(size_t);
+static _Atomic size_t memory_limit;
+/* Set while this thread runs the reclaim handler: no nested reclaim. */
+static __thread int in_reclaim __attribute__((tls_model("initial-exec")));
+/* Per-thread view of the total at the last exact limit check. */
+static __thread long long total_at_check __attribute__((tls_model("initial-exec")));
+static __thread long long own_at_check __attribute__((tls_model("initial-exec")));
+
+void zmalloc_set_oom_handler(void (*handler)(size_t)) {
+    atomic_store(&oom_handler, handler ? handler : default_oom_handler);
+}
+
+static void call_oom_handler(size_t size) {
+    atomic_load_explicit(&oom_handler, memory_order_relaxed)(size);
+}
+
+void zmalloc_set_reclaim_handler(size_t (*handler)(size_t needed)) {
+    atomic_store(&reclaim_handler, handler);
+}
+
+void zmalloc_set_memory_limit(size_t bytes) {
+    atomic_store(&memory_limit, bytes);
+}
+
+size_t zmalloc_get_memory_limit(void) {
+    return atomic_load(&memory_limit);
+}
+
+/* Would `extra` more bytes keep the total within the limit? Exact for the
+ * calling thread's own allocations; other threads' allocations since this
+ * thread's last exact reading are unknown, and each thread re-reads after
+ * ZMALLOC_LIMIT_SLACK allocated bytes, hence the bound in zmalloc.h. */
+static int limit_admits(size_t limit, size_t extra) {
+    zm_account *a = &zm_thread_account;
+    long long own = atomic_load_explicit(&a->used, memory_order_relaxed);
+    long long estimate = total_at_check + (own - own_at_check);
+    if (a->since_limit_check + extra >= ZMALLOC_LIMIT_SLACK || a->state != ZM_ACCT_LIVE ||
+        estimate + (long long)extra > (long long)limit) {
+        total_at_check = zm_account_total();
+        own_at_check = atomic_load_explicit(&a->used, memory_order_relaxed);
+        a->since_limit_check = 0;
+        estimate = total_at_check;
+    }
+    if (estimate + (long long)extra > (long long)limit) return 0;
+    a->since_limit_check += extra;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Block layout helpers (prefix or not)
+ * --------------------------------------------------------------------- */
+
+#if ZM_LAYER_HAS_SIZE
+static inline size_t user_size(void *ptr) {
+    return zm_lower_usable_size(ptr);
+}
+#else
+/* Word i before the user pointer (i = 1: size word, i = 2: back distance).
+ * Through uintptr_t so the compiler's object-size tracking does not flag
+ * the deliberate access before the block. */
+static inline size_t *prefix_word(void *ptr, int i) {
+    return (size_t *)((uintptr_t)ptr - (uintptr_t)i * sizeof(size_t));
+}
+static inline size_t user_size(void *ptr) {
+    return *prefix_word(ptr, 1) >> 1;
+}
+static inline int prefix_is_aligned(void *ptr) {
+    return *prefix_word(ptr, 1) & 1;
+}
+static inline void *prefix_base(void *ptr) {
+    if (prefix_is_aligned(ptr)) return (char *)ptr - *prefix_word(ptr, 2);
+    return (char *)ptr - PREFIX_SIZE;
+}
+static inline void *prefix_install(void *raw, size_t size) {
+    void *user = (char *)raw + PREFIX_SIZE;
+    *prefix_word(user, 1) = size << 1;
+    return user;
+}
+#endif
+
+/* Bytes the accounting charges for a block of `usable` user bytes. */
+static inline size_t charged(size_t usable) {
+    return usable + PREFIX_SIZE;
+}
+
+/* ---------------------------------------------------------------------
+ * One attempt at the lower layer, and the slow path around it
+ * --------------------------------------------------------------------- */
+
+typedef enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_ALIGNED } zm_op;
+
+/* One try: returns the user pointer (accounted) or NULL. For OP_REALLOC,
+ * ptr is the old block (non-NULL) and stays valid on failure. For
+ * OP_ALIGNED, align is a power of two. size < SIZE_MAX/2. */
+static inline __attribute__((always_inline)) void *attempt(zm_op op, void *ptr, size_t size,
+                                                           size_t align, size_t *usable,
+                                                           int check_limit) {
+    size_t old_charge = op == OP_REALLOC ? charged(user_size(ptr)) : 0;
+    size_t want = MIN_SIZE(size);
+    if (check_limit) {
+        size_t limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
+        size_t need = charged(want);
+        if (limit && need > old_charge && !limit_admits(limit, need - old_charge)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    size_t got;
+    void *p;
+#if ZM_LAYER_HAS_SIZE
+    switch (op) {
+    case OP_MALLOC: p = zm_lower_malloc(want, &got); break;
+    case OP_CALLOC: p = zm_lower_calloc(want, &got); break;
+    case OP_REALLOC: p = zm_lower_realloc(ptr, want, &got); break;
+    default: p = zm_lower_aligned_alloc(align, want, &got); break;
+    }
+    if (zm_likely(p != NULL)) {
+        zm_account_add((long long)got - (long long)old_charge);
+        *usable = got;
+    }
+#else
+    switch (op) {
+    case OP_MALLOC: p = zm_lower_malloc(want + PREFIX_SIZE, &got); break;
+    case OP_CALLOC: p = zm_lower_calloc(want + PREFIX_SIZE, &got); break;
+    case OP_REALLOC:
+        if (!prefix_is_aligned(ptr)) {
+            p = zm_lower_realloc(prefix_base(ptr), want + PREFIX_SIZE, &got);
+        } else {
+            /* Realloc cannot move an aligned block's offset: copy. */
+            p = zm_lower_malloc(want + PREFIX_SIZE, &got);
+            if (p) {
+                size_t old = user_size(ptr);
+                memcpy((char *)p + PREFIX_SIZE, ptr, old < want ? old : want);
+                zm_lower_free(prefix_base(ptr), old_charge);
+            }
+        }
+        break;
+    default:
+        /* Room for the prefix before an aligned start. */
+        p = zm_lower_aligned_alloc(align, want + align + PREFIX_SIZE, &got);
+        if (p) {
+            char *user = (char *)p + ((PREFIX_SIZE + align - 1) & ~(align - 1));
+            *prefix_word(user, 1) = (want << 1) | 1;
+            *prefix_word(user, 2) = (size_t)(user - (char *)p);
+            zm_account_add((long long)charged(want));
+            *usable = want;
+            return user;
+        }
+        return NULL;
+    }
+    if (zm_likely(p != NULL)) {
+        p = prefix_install(p, want);
+        zm_account_add((long long)charged(want) - (long long)old_charge);
+        *usable = want;
+    }
+#endif
+    return p;
+}
+
+/* The slow path: the first attempt failed, or a limit is set. Retries with
+ * the reclaim handler's help while it frees something. */
+static __attribute__((noinline, cold)) void *attempt_with_reclaim(zm_op op, void *ptr,
+                                                                  size_t size, size_t align,
+                                                                  size_t *usable) {
+    for (int round = 0;; round++) {
+        void *p = attempt(op, ptr, size, align, usable, 1);
+        if (p) return p;
+        size_t (*handler)(size_t) = atomic_load(&reclaim_handler);
+        if (!handler || in_reclaim || round >= ZMALLOC_RECLAIM_ROUNDS) break;
+        in_reclaim = 1;
+        size_t freed = handler(charged(MIN_SIZE(size)));
+        in_reclaim = 0;
+        if (!freed) break;
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
+static inline void *allocate(zm_op op, void *ptr, size_t size, size_t align, size_t *usable) {
+    size_t ignored;
+    if (!usable) usable = &ignored;
+    if (zm_unlikely(TOO_BIG(size))) {
+        *usable = 0;
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p;
+    if (zm_likely(atomic_load_explicit(&memory_limit, memory_order_relaxed) == 0)) {
+        p = attempt(op, ptr, size, align, usable, 0);
+        if (zm_likely(p != NULL)) return p;
+    }
+    p = attempt_with_reclaim(op, ptr, size, align, usable);
+    if (!p) *usable = 0;
+    return p;
+}
+
+static inline void release(void *ptr, size_t *usable) {
+    if (!ptr) {
+        if (usable) *usable = 0;
+        return;
+    }
+    size_t size = user_size(ptr);
+    zm_account_add(-(long long)charged(size));
+#if ZM_LAYER_HAS_SIZE
+    zm_lower_free(ptr, size);
+#else
+    zm_lower_free(prefix_base(ptr), charged(size));
+#endif
+    if (usable) *usable = size;
+}
+
+/* realloc semantics shared by every variant: NULL ptr allocates, size 0
+ * frees. On failure ptr is untouched. */
+static inline void *reallocate(void *ptr, size_t size, size_t *usable) {
+    if (!ptr) return allocate(OP_MALLOC, NULL, size, 0, usable);
+    if (size == 0) {
+        release(ptr, NULL);
+        if (usable) *usable = 0;
+        return NULL;
+    }
+    return allocate(OP_REALLOC, ptr, size, 0, usable);
+}
+
+/* ---------------------------------------------------------------------
+ * Redis API: allocation
+ * --------------------------------------------------------------------- */
+
+static inline void *or_oom(void *p, size_t size) {
+    if (zm_unlikely(!p)) call_oom_handler(size);
+    return p;
+}
+
+void *ztrymalloc_usable(size_t size, size_t *usable) {
+    ZM_NOTE_CALLER();
+    return allocate(OP_MALLOC, NULL, size, 0, usable);
+}
+
+void *zmalloc_usable(size_t size, size_t *usable) {
+    ZM_NOTE_CALLER();
+    return or_oom(allocate(OP_MALLOC, NULL, size, 0, usable), size);
+}
+
+void *ztrycalloc_usable(size_t size, size_t *usable) {
+    ZM_NOTE_CALLER();
+    return allocate(OP_CALLOC, NULL, size, 0, usable);
+}
+
+void *zcalloc_usable(size_t size, size_t *usable) {
+    ZM_NOTE_CALLER();
+    return or_oom(allocate(OP_CALLOC, NULL, size, 0, usable), size);
+}
+
+void *ztryrealloc_usable(void *ptr, size_t size, size_t *usable) {
+    ZM_NOTE_CALLER();
+    return reallocate(ptr, size, usable);
+}
+
+void *zrealloc_usable(void *ptr, size_t size, size_t *usable) {
+    ZM_NOTE_CALLER();
+    void *p = reallocate(ptr, size, usable);
+    if (!p && size != 0) call_oom_handler(size);
+    return p;
+}
+
+void *zmalloc(size_t size) {
+    ZM_NOTE_CALLER();
+    return or_oom(allocate(OP_MALLOC, NULL, size, 0, NULL), size);
+}
+
+void *ztrymalloc(size_t size) {
+    ZM_NOTE_CALLER();
+    return allocate(OP_MALLOC, NULL, size, 0, NULL);
+}
+
+void *zcalloc(size_t size) {
+    ZM_NOTE_CALLER();
+    return or_oom(allocate(OP_CALLOC, NULL, size, 0, NULL), size);
+}
+
+void *ztrycalloc(size_t size) {
+    ZM_NOTE_CALLER();
+    return allocate(OP_CALLOC, NULL, size, 0, NULL);
+}
+
+void *zcalloc_num(size_t num, size_t size) {
+    ZM_NOTE_CALLER();
+    /* As Redis: size 0 (no division possible) or a product that wraps is
+     * reported as an attempt to allocate SIZE_MAX. */
+    if (size == 0 || num > SIZE_MAX / size) {
+        call_oom_handler(SIZE_MAX);
+        return NULL;
+    }
+    return or_oom(allocate(OP_CALLOC, NULL, num * size, 0, NULL), num * size);
+}
+
+void *zrealloc(void *ptr, size_t size) {
+    ZM_NOTE_CALLER();
+    void *p = reallocate(ptr, size, NULL);
+    if (!p && size != 0) call_oom_handler(size);
+    return p;
+}
+
+void *ztryrealloc(void *ptr, size_t size) {
+    ZM_NOTE_CALLER();
+    return reallocate(ptr, size, NULL);
+}
+
+void zfree(void *ptr) {
+    ZM_NOTE_CALLER();
+    release(ptr, NULL);
+}
+
+void zfree_usable(void *ptr, size_t *usable) {
+    ZM_NOTE_CALLER();
+    release(ptr, usable);
+}
+
+char *zstrdup(const char *s) {
+    ZM_NOTE_CALLER();
+    size_t len = strlen(s) + 1;
+    char *p = or_oom(allocate(OP_MALLOC, NULL, len, 0, NULL), len);
+    if (p) memcpy(p, s, len);
+    return p;
+}
+
+static inline int valid_alignment(size_t alignment) {
+    return alignment && (alignment & (alignment - 1)) == 0;
+}
+
+void *ztrymalloc_aligned(size_t alignment, size_t size) {
+    ZM_NOTE_CALLER();
+    if (!valid_alignment(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment < sizeof(void *)) alignment = sizeof(void *);
+    return allocate(OP_ALIGNED, NULL, size, alignment, NULL);
+}
+
+void *zmalloc_aligned(size_t alignment, size_t size) {
+    ZM_NOTE_CALLER();
+    if (!valid_alignment(alignment)) {
+        call_oom_handler(size);
+        return NULL;
+    }
+    if (alignment < sizeof(void *)) alignment = sizeof(void *);
+    return or_oom(allocate(OP_ALIGNED, NULL, size, alignment, NULL), size);
+}
+
+size_t zmalloc_size(void *ptr) {
+    return charged(user_size(ptr));
+}
+
+#if !ZM_LAYER_HAS_SIZE
+size_t zmalloc_usable_size(void *ptr) {
+    return user_size(ptr);
+}
+#else
+void *extend_to_usable(void *ptr, size_t size) {
+    (void)size;
+    return ptr;
+}
+#endif
+
+size_t zmalloc_used_memory(void) {
+    long long total = zm_account_total();
+    return total > 0 ? (size_t)total : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * jemalloc-only entries
+ * --------------------------------------------------------------------- */
+
+#if ZMALLOC_BACKEND_JEMALLOC
+void *zmalloc_with_flags(size_t size, int flags) {
+    size_t usable;
+    if (TOO_BIG(size)) {
+        call_oom_handler(size);
+        return NULL;
+    }
+    void *p = zm_be_je_mallocx(MIN_SIZE(size), flags, &usable);
+    if (!p) {
+        call_oom_handler(size);
+        return NULL;
+    }
+    zm_account_add((long long)usable);
+    return p;
+}
+
+void *zrealloc_with_flags(void *ptr, size_t size, int flags) {
+    if (!ptr) return zmalloc_with_flags(size, flags);
+    if (size == 0) {
+        zfree_with_flags(ptr, flags);
+        return NULL;
+    }
+    if (TOO_BIG(size)) {
+        call_oom_handler(size);
+        return NULL;
+    }
+    size_t old = zm_be_usable_size(ptr), usable;
+    void *p = zm_be_je_rallocx(ptr, size, flags, &usable);
+    if (!p) {
+        call_oom_handler(size);
+        return NULL;
+    }
+    zm_account_add((long long)usable - (long long)old);
+    return p;
+}
+
+void zfree_with_flags(void *ptr, int flags) {
+    if (!ptr) return;
+    zm_account_add(-(long long)zm_be_usable_size(ptr));
+    zm_be_je_dallocx(ptr, flags);
+}
+
+/* jemalloc's MALLOCX_TCACHE_NONE, MALLOCX_TCACHE(-1) = ((-1) + 2) << 8,
+ * spelt here so that the front end need not include jemalloc.h. */
+#define ZM_JE_TCACHE_NONE (1 << 8)
+
+void *zmalloc_no_tcache(size_t size) {
+    return zmalloc_with_flags(size, ZM_JE_TCACHE_NONE);
+}
+
+void zfree_no_tcache(void *ptr) {
+    zfree_with_flags(ptr, ZM_JE_TCACHE_NONE);
+}
+#endif
+
+/* ---------------------------------------------------------------------
+ * Allocator and process information
+ * --------------------------------------------------------------------- */
+
+int zmalloc_get_allocator_info_full(int refresh_stats, size_t *allocated, size_t *active,
+                                    size_t *resident, size_t *retained, size_t *muzzy,
+                                    size_t *frag_smallbins_bytes) {
+    zm_be_stats st = {0};
+    zm_be_get_stats(refresh_stats, &st);
+    if (allocated) *allocated = st.allocated;
+    if (active) *active = st.active;
+    if (resident) *resident = st.resident;
+    if (retained) *retained = st.retained;
+    if (muzzy) *muzzy = st.muzzy;
+    if (frag_smallbins_bytes) *frag_smallbins_bytes = st.frag_smallbins;
+    return 1;
+}
+
+/* Both Redis forms are exported; the header picks one by ZMALLOC_REDIS_API. */
+#undef zmalloc_get_allocator_info
+int zmalloc_get_allocator_info(int refresh_stats, size_t *allocated, size_t *active,
+                               size_t *resident, size_t *retained, size_t *muzzy,
+                               size_t *frag_smallbins_bytes) {
+    return zmalloc_get_allocator_info_full(refresh_stats, allocated, active, resident, retained,
+                                           muzzy, frag_smallbins_bytes);
+}
+
+int zmalloc_get_allocator_info_v70(size_t *allocated, size_t *active, size_t *resident) {
+    return zmalloc_get_allocator_info_full(1, allocated, active, resident, NULL, NULL, NULL);
+}
+
+int zmalloc_get_allocator_info_by_arena(unsigned int arena, int refresh_stats, size_t *allocated,
+                                        size_t *active, size_t *resident,
+                                        size_t *frag_smallbins_bytes) {
+#if ZMALLOC_BACKEND_JEMALLOC
+    return zm_be_je_arena_stats(arena, refresh_stats, allocated, active, resident,
+                                frag_smallbins_bytes);
+#else
+    if (arena != 0) {
+        *allocated = *active = *resident = *frag_smallbins_bytes = 0;
+        return 0;
+    }
+    return zmalloc_get_allocator_info_full(refresh_stats, allocated, active, resident, NULL, NULL,
+                                           frag_smallbins_bytes);
+#endif
+}
+
+int zmalloc_purge(void) {
+    return zm_be_purge();
+}
+
+int jemalloc_purge(void) {
+    return zm_be_purge();
+}
+
+void set_jemalloc_bg_thread(int enable) {
+#if ZMALLOC_BACKEND_JEMALLOC
+    zm_be_je_background_thread(enable);
+#else
+    (void)enable;
+#endif
+}
+
+const char *zmalloc_backend(void) {
+    return zm_be_version();
+}
+
+void zmalloc_print_stats(FILE *out, int json) {
+    zm_be_print_stats(out, json);
+}
+
+void zmadvise_dontneed(void *ptr) {
+    if (!ptr) return;
+    size_t page = zm_os_page_size();
+    size_t size = user_size(ptr);
+    uintptr_t start = ((uintptr_t)ptr + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t end = ((uintptr_t)ptr + size) & ~(uintptr_t)(page - 1);
+    if (end > start) zm_os_decommit((void *)start, end - start);
+}
+
+void zlibc_free(void *ptr) {
+    free(ptr);
+}
+
+size_t zmalloc_get_rss(void) {
+    return zm_os_rss();
+}
+
+int get_proc_stat_ll(int i, long long *res) {
+    return zm_os_proc_stat_field(i, res);
+}
+
+size_t zmalloc_get_smap_bytes_by_field(char *field, long pid) {
+    return zm_os_smaps_field(field, pid);
+}
+
+size_t zmalloc_get_private_dirty(long pid) {
+    return zm_os_smaps_field("Private_Dirty:", pid);
+}
+
+size_t zmalloc_get_memory_size(void) {
+    return zm_os_physical_memory();
+}
+
+size_t zmalloc_get_cgroup_memory_limit(void) {
+    return zm_os_cgroup_memory_limit();
+}
+
+#if !ZMALLOC_DEBUG_BUILD
+int zmalloc_verify(void) {
+    return 0;
+}
+
+size_t zmalloc_report_leaks(FILE *out) {
+    (void)out;
+    return 0;
+}
+#endif
+
+/* Redis's self-test, kept in the same shape: allocate, check used memory,
+ * free, check it is back to the start. Returns 0 on success. */
+int zmalloc_test(int argc, char **argv, int flags) {
+    (void)argc;
+    (void)argv;
+    (void)flags;
+    size_t before = zmalloc_used_memory();
+    void *p = zmalloc(123);
+    int ok = zmalloc_used_memory() >= before + 123;
+    p = zrealloc(p, 456);
+    ok = ok && zmalloc_used_memory() >= before + 456;
+    zfree(p);
+    ok = ok && zmalloc_used_memory() == before;
+    printf("zmalloc_test: %s (used before %zu, after %zu)\n", ok ? "ok" : "FAILED", before,
+           zmalloc_used_memory());
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,81 @@
+/* test.h: the tiny harness every test program uses.
+ *
+ * CHECK() records a pass or a failure (with file:line and the expression)
+ * and goes on; TEST_MAIN_END prints "N passed, M failed" and exits non-zero
+ * on any failure. expect_death() runs a function in a forked child and
+ * checks that it aborts (or exits non-zero) and that its stderr holds a
+ * given text: the way death tests are done here.
+ */
+#ifndef ZMALLOC_TEST_H
+#define ZMALLOC_TEST_H
+
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int test_passed, test_failed;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (cond) {                                                                  \
+            test_passed++;                                                           \
+        } else {                                                                     \
+            if (test_failed++ < 30)                                                  \
+                fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_EQ_SIZE(a, b)                                                          \
+    do {                                                                             \
+        size_t _a = (size_t)(a), _b = (size_t)(b);                                   \
+        if (_a == _b) {                                                              \
+            test_passed++;                                                           \
+        } else {                                                                     \
+            if (test_failed++ < 30)                                                  \
+                fprintf(stderr, "FAIL %s:%d: %s == %s (%zu != %zu)\n", __FILE__,     \
+                        __LINE__, #a, #b, _a, _b);                                   \
+        }                                                                            \
+    } while (0)
+
+static inline int test_summary(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, test_passed, test_failed);
+    return test_failed ? 1 : 0;
+}
+
+/* Runs fn(arg) in a child with stderr captured. Returns 1 when the child
+ * died by SIGABRT (or want_abort == 0 and it exited non-zero) and its stderr
+ * contains `needle` (NULL: anything). */
+static inline int expect_death(void (*fn)(void *), void *arg, const char *needle, int want_abort) {
+    int pipefd[2];
+    if (pipe(pipefd) != 0) return 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        dup2(pipefd[1], 2);
+        fn(arg);
+        _exit(0); /* survived: not a death */
+    }
+    close(pipefd[1]);
+    char buf[8192];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(pipefd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+    buf[len] = '\0';
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    int died = want_abort ? (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT)
+                          : (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status)));
+    int matched = !needle || strstr(buf, needle) != NULL;
+    if (!died || !matched)
+        fprintf(stderr, "  death test: died=%d matched=%d (wanted \"%s\"), child stderr:\n%s\n",
+                died, matched, needle ? needle : "", buf);
+    return died && matched;
+}
+
+#endif
