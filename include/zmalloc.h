@@ -252,7 +252,8 @@ void zmalloc_set_reclaim_handler(size_t (*handler)(size_t needed));
 
 /* Extension: memory limit (0 = none). An allocation that would take
  * zmalloc_used_memory() past the limit first goes through reclaim, then
- * fails cleanly. Strictness: with one thread allocating, the limit is exact.
+ * fails cleanly. Strictness: with one thread allocating, the limit is exact
+ * (except that a zrealloc may pass it by its block's size-class rounding).
  * With T threads allocating at once it can be exceeded by at most
  * T * ZMALLOC_LIMIT_SLACK bytes: each thread re-reads the exact total only
  * after it has allocated ZMALLOC_LIMIT_SLACK bytes since its last reading. */

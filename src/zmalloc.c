@@ -166,6 +166,18 @@ static inline __attribute__((always_inline)) void *attempt(zm_op op, void *ptr, 
     default: p = zm_lower_aligned_alloc(align, want, &got); break;
     }
     if (zm_likely(p != NULL)) {
+        /* The limit was checked against the requested size; a fresh block's
+         * size-class rounding is checked too, so one thread stays exactly
+         * within the limit. (A realloc cannot be undone: its rounding may
+         * pass the limit, as zmalloc.h says.) */
+        if (check_limit && op != OP_REALLOC && got > want) {
+            size_t limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
+            if (limit && !limit_admits(limit, got - want)) {
+                zm_lower_free(p, got);
+                errno = ENOMEM;
+                return NULL;
+            }
+        }
         zm_account_add((long long)got - (long long)old_charge);
         *usable = got;
     }
