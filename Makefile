@@ -11,6 +11,8 @@ PREFIX ?= /usr/local
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Benchmark and test knobs given on the command line reach the scripts.
+export QUICK BACKENDS WORKLOADS THREADS BENCH_REDIS ZMALLOC_NO_INSTALL
 
 ifeq ($(NO_MALLOC_USABLE_SIZE),1)
   VARIANT := $(MALLOC)-prefix

@@ -246,13 +246,22 @@ static void test_allocator_info(void) {
     CHECK(zmalloc_get_allocator_info(1, &allocated, &active, &resident, &retained, &muzzy, &frag) == 1);
     printf("  allocator %s: allocated %zu active %zu resident %zu retained %zu muzzy %zu frag %zu\n",
            zmalloc_backend(), allocated, active, resident, retained, muzzy, frag);
-    CHECK(allocated >= 100 * N);
-    CHECK(active >= allocated);
-    CHECK(resident >= active);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* The sanitizer's allocator replaces malloc: glibc's mallinfo2 sees
+     * nothing, so there are no libc figures to check. */
+    int real_figures = !ZMALLOC_BACKEND_LIBC;
+#else
+    int real_figures = 1;
+#endif
+    if (real_figures) {
+        CHECK(allocated >= 100 * N);
+        CHECK(active >= allocated);
+        CHECK(resident >= active);
+    }
     CHECK(zmalloc_get_allocator_info(0, &allocated, &active, &resident, NULL, NULL, &frag) == 1);
     size_t a2, ac2, r2, f2;
     CHECK(zmalloc_get_allocator_info_by_arena(0, 1, &a2, &ac2, &r2, &f2) == 1);
-    CHECK(a2 > 0 && r2 > 0);
+    CHECK(!real_figures || (a2 > 0 && r2 > 0));
     for (int i = 0; i < N; i++) zfree(blocks[i]);
     CHECK(zmalloc_purge() == 0);
     CHECK(jemalloc_purge() == 0);
