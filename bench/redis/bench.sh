@@ -82,11 +82,11 @@ for b in "${BACKENDS[@]}"; do
     fi
 done
 if [ "$need_build" = 1 ]; then
-    log "building Redis on pool and jemalloc (tests/redis/check.sh, build steps only)"
+    log "building Redis on $A and $B (tests/redis/check.sh, build steps only)"
     REDIS_CHECK_ONLY_BUILD=1 REDIS_CHECK_BACKENDS="${BACKENDS[*]}" bash "$ROOT/tests/redis/check.sh" >&2 ||
         die "building Redis on zmalloc failed"
 else
-    log "reusing the Redis builds in $RB/tree-{pool,jemalloc} (newer than our sources)"
+    log "reusing the Redis builds in $RB/tree-{$A,$B} (newer than our sources)"
 fi
 
 # ---------------------------------------------------------------- servers
@@ -150,7 +150,7 @@ info_field() { # backend field
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
-REDIS_VERSION=$("$RB/tree-pool/src/redis-server" --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+REDIS_VERSION=$("$RB/tree-$A/src/redis-server" --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
 
 # ---------------------------------------------------------------- throughput
 start_server "$A" 27300
