@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
+#include "platform.h"
 #include "test.h"
 #include "zmalloc.h"
 
@@ -29,6 +30,11 @@ int main(void) {
     CHECK(smaps_rss >= size);
     CHECK(zmalloc_get_smap_bytes_by_field("Private_Dirty:", (long)getpid()) >= size - (4u << 20));
     CHECK(zmalloc_get_smap_bytes_by_field("NoSuchField:", -1) == 0);
+    /* smaps_rollup and the full smaps scan agree. */
+    size_t rollup = zm_os_smaps_field("Private_Dirty:", -1);
+    size_t scan = zm_os_smaps_field_full_scan("Private_Dirty:", -1);
+    printf("  Private_Dirty: rollup %zu, full scan %zu\n", rollup, scan);
+    CHECK(scan > 0 && rollup > scan - scan / 10 && rollup < scan + scan / 10);
     CHECK(zmalloc_get_private_dirty(999999999) == 0);
     zfree(p);
 
