@@ -17,6 +17,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* UNDER_SANITIZER: ASan/TSan replace malloc and shadow every byte, so
+ * tests skip what only a real allocator can show (RSS bounds, RLIMIT_AS). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+
 static int test_passed, test_failed;
 
 #define CHECK(cond)                                                                  \

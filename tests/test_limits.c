@@ -167,13 +167,6 @@ static void test_limit_threads(void) {
 
 /* Real failure: the address space is capped in a child. Not under ASan or
  * TSan, whose shadow memory needs terabytes of address space. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
 static void test_rlimit_as(void) {
 #ifdef UNDER_SANITIZER
     printf("  rlimit test skipped under a sanitizer\n");
