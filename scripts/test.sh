@@ -51,6 +51,23 @@ run_suite asan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=address,undefined
 if [[ " ${backends[*]} " == *" pool "* ]]; then
   run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|thread|remote|fork|churn"
 fi
+# valgrind memcheck over the libc build's tests (it replaces glibc malloc
+# and checks every access of the front end and the tests).
+if command -v valgrind >/dev/null && [ -d "$BUILD/test-libc/tests" ]; then
+  echo "== valgrind-libc"
+  for t in "$BUILD"/test-libc/tests/test_*; do
+    [ -x "$t" ] || continue
+    if timeout 600 valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+         "$t" >"$t.valgrind.log" 2>&1; then
+      passed=$((passed + 1)); echo "   $(basename "$t"): clean"
+    else
+      failed=$((failed + 1)); failures+=("valgrind:$(basename "$t")")
+      echo "   $(basename "$t"): FAILED under valgrind"; tail -30 "$t.valgrind.log"
+    fi
+  done
+else
+  echo "skipped valgrind: not installed"
+fi
 # Verification mode on the backends the issue names.
 if [ -f src/debug.c ]; then
   for b in pool libc jemalloc; do

@@ -27,6 +27,26 @@
 #endif
 #endif
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+/* 1 when a tool (sanitizer or valgrind) has replaced the process's malloc:
+ * glibc's own statistics then see nothing, and address-space limits
+ * measure the tool, not us. */
+static inline int malloc_replaced_by_tool(void) {
+#ifdef UNDER_SANITIZER
+    return 1;
+#else
+    return RUNNING_ON_VALGRIND ? 1 : 0;
+#endif
+}
+
 static int test_passed, test_failed;
 
 #define CHECK(cond)                                                                  \
