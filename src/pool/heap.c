@@ -1,0 +1,442 @@
+/* heap.c: thread heaps, their slow paths, thread start and exit, fork.
+ *
+ * Each thread allocates from its own heap, reached through one
+ * initial-exec TLS pointer. Before its first allocation a thread points at
+ * the static empty heap, whose queues are all an empty page: the fast path
+ * fails over to zp_malloc_generic(), which creates the heap. That keeps the
+ * fast path free of an "initialised?" test and makes the allocator usable
+ * before main and from constructors (nothing depends on init order).
+ *
+ * Heaps are carved from mmap'd metadata chunks and recycled, never unmapped:
+ * a remote freer may read a page's stale owner pointer, and it must point at
+ * readable memory. A pthread key destructor abandons the heap at thread
+ * exit. Global state (heap registry, metadata) sits behind one spin lock,
+ * which the fork handlers take so the child inherits consistent lists.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include "platform.h"
+#include "pool.h"
+
+/* The empty page: never has a free block, never owned. */
+static zp_page zp_empty_page;
+
+zp_heap zp_empty_heap = {.direct = {[0 ... ZP_NCLASSES - 1] = &zp_empty_page}};
+__thread zp_heap *zp_tl_heap __attribute__((tls_model("initial-exec"))) = &zp_empty_heap;
+
+zp_counters zp_stat;
+
+static zp_lock global_lock;
+static zp_heap *heap_registry;   /* live and orphaned heaps */
+static zp_heap *heap_free_list;  /* recycled heap structs */
+static char *meta_cursor, *meta_end;
+
+enum { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
+static _Atomic int init_state;
+static pthread_key_t thread_key;
+
+void zp_lock_acquire(zp_lock *l) {
+    while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire)) sched_yield();
+}
+
+static void thread_done(void *arg);
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+/* The pthread key and fork handlers. Runs after the calling thread already
+ * has a heap, so an allocation made by pthread_atfork itself (glibc may grow
+ * its handler list) takes the ordinary path instead of recursing here. */
+static void global_init(void) {
+    int expected = INIT_NONE;
+    if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
+        pthread_key_create(&thread_key, thread_done);
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        atomic_store(&init_state, INIT_DONE);
+        return;
+    }
+    while (atomic_load(&init_state) != INIT_DONE) sched_yield();
+}
+
+static void heap_reset(zp_heap *heap) {
+    memset(heap, 0, sizeof *heap);
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) heap->direct[c] = &zp_empty_page;
+    heap->last_purge_ms = zp_clock_ms();
+}
+
+/* Under global_lock. */
+static zp_heap *heap_struct_alloc(void) {
+    zp_heap *heap = heap_free_list;
+    if (heap) {
+        heap_free_list = heap->next_heap;
+        return heap;
+    }
+    size_t need = (sizeof(zp_heap) + 63) & ~(size_t)63;
+    if (meta_cursor == NULL || (size_t)(meta_end - meta_cursor) < need) {
+        size_t chunk = (size_t)256 << 10;
+        char *m = zm_os_map(chunk);
+        if (!m) return NULL;
+        zp_stat_add(&zp_stat.mapped, chunk);
+        zp_stat_add(&zp_stat.committed, chunk);
+        meta_cursor = m;
+        meta_end = m + chunk;
+    }
+    heap = (zp_heap *)meta_cursor;
+    meta_cursor += need;
+    return heap;
+}
+
+static ZP_COLD zp_heap *heap_init_thread(void) {
+    zp_lock_acquire(&global_lock);
+    zp_heap *heap = heap_struct_alloc();
+    if (heap) {
+        heap_reset(heap);
+        heap->next_heap = heap_registry;
+        if (heap_registry) heap_registry->prev_heap = heap;
+        heap_registry = heap;
+    }
+    zp_lock_release(&global_lock);
+    if (!heap) return NULL;
+    zp_tl_heap = heap;
+    global_init();
+    pthread_setspecific(thread_key, heap);
+    return heap;
+}
+
+void zp_heap_registry_each(void (*fn)(zp_heap *, void *), void *arg) {
+    zp_lock_acquire(&global_lock);
+    for (zp_heap *h = heap_registry; h; h = h->next_heap) fn(h, arg);
+    zp_lock_release(&global_lock);
+}
+
+static inline void queue_fix(zp_heap *heap, unsigned cls) {
+    zp_page *first = heap->queues[cls].first;
+    heap->direct[cls] = first ? first : &zp_empty_page;
+}
+
+/* ---- moving pages between the class queues and the full list ------------- */
+
+/* Set NOTIFY so the next remote free tells us. Fails (0) when remote frees
+ * are already pending: the page is not full after all. */
+static int page_to_full(zp_heap *heap, zp_page *page) {
+    uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    for (;;) {
+        if (tf & ~(uintptr_t)ZP_TF_MASK) return 0;
+        if ((tf & ZP_TF_MASK) == ZP_TF_NOTIFYING) { /* a late notifier from before */
+            sched_yield();
+            tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf, ZP_TF_NOTIFY,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            break;
+    }
+    zp_pageq_remove(&heap->queues[page->cls], page);
+    queue_fix(heap, page->cls);
+    zp_pageq_push_back(&heap->full, page);
+    page->state = ZP_PAGE_FULL;
+    atomic_store_explicit(&page->flags, ZP_PAGE_IN_FULL, memory_order_relaxed);
+    return 1;
+}
+
+/* Stop notifications: NOTIFY -> NONE. A freer in NOTIFYING finishes by
+ * itself; with wait set we wait for it (abandon must). */
+static void page_stop_notify(zp_page *page, int wait) {
+    uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    for (;;) {
+        uintptr_t st = tf & ZP_TF_MASK;
+        if (st == ZP_TF_NONE) return;
+        if (st == ZP_TF_NOTIFYING) {
+            if (!wait) return;
+            sched_yield();
+            tf = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf,
+                                                  tf & ~(uintptr_t)ZP_TF_MASK,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            return;
+    }
+}
+
+static void page_unfull(zp_heap *heap, zp_page *page) {
+    zp_pageq_remove(&heap->full, page);
+    atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+    page->state = ZP_PAGE_QUEUED;
+    zp_pageq_push_back(&heap->queues[page->cls], page);
+    queue_fix(heap, page->cls);
+    page_stop_notify(page, 0);
+}
+
+/* Empty page: keep it when it is the only one of its class (the next
+ * allocation would want a page right back), else give it to the segment. */
+void zp_heap_page_retire(zp_heap *heap, zp_page *page) {
+    zp_pageq *q = &heap->queues[page->cls];
+    if (q->first == page && page->next == NULL) return;
+    zp_pageq_remove(q, page);
+    queue_fix(heap, page->cls);
+    zp_segment_page_free(heap, page);
+}
+
+/* Free by the owner on a slow path (page in the full list, or a delayed
+ * block). Does not touch the live counters. */
+void zp_local_free(zp_heap *heap, zp_page *page, zp_block *b) {
+    if (atomic_load_explicit(&page->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL)
+        page_unfull(heap, page);
+    b->next = page->free;
+    page->free = b;
+    if (--page->used == 0) zp_heap_page_retire(heap, page);
+}
+
+static void drain_delayed(zp_heap *heap) {
+    zp_block *b = atomic_exchange_explicit(&heap->xdelayed, NULL, memory_order_acquire);
+    while (b) {
+        zp_block *next = b->next;
+        zp_local_free(heap, zp_page_of(zp_segment_of(b), b), b);
+        b = next;
+    }
+}
+
+/* ---- allocation slow path --------------------------------------------------- */
+
+static zp_page *find_page(zp_heap *heap, unsigned cls) {
+    zp_pageq *q = &heap->queues[cls];
+    zp_page *page, *next;
+    for (page = q->first; page; page = next) {
+        next = page->next;
+        if (!page->free) zp_page_collect(page);
+        if (!page->free && page->capacity < page->reserved) zp_page_extend(page);
+        if (page->free) {
+            if (page != q->first) {
+                zp_pageq_remove(q, page);
+                zp_pageq_push_front(q, page);
+            }
+            queue_fix(heap, cls);
+            return page;
+        }
+        if (!page_to_full(heap, page)) {
+            zp_page_collect(page);
+            if (page->free) {
+                if (page != q->first) {
+                    zp_pageq_remove(q, page);
+                    zp_pageq_push_front(q, page);
+                }
+                queue_fix(heap, cls);
+                return page;
+            }
+        }
+    }
+    page = zp_segment_page_alloc(heap, zp_kind_of_size(zp_class_size(cls)));
+    if (!page) return NULL;
+    zp_page_init(heap, (zp_segment *)((uintptr_t)page & ~(uintptr_t)ZP_SEG_MASK), page, cls);
+    atomic_fetch_add_explicit(&zp_stat.class_pages[cls], 1, memory_order_relaxed);
+    zp_pageq_push_front(q, page);
+    queue_fix(heap, cls);
+    zp_page_extend(page);
+    return page;
+}
+
+static void heap_purge(zp_heap *heap);
+
+void *zp_malloc_generic(zp_heap *heap, size_t size, size_t *usable) {
+    if (zp_unlikely(heap == &zp_empty_heap)) {
+        heap = heap_init_thread();
+        if (!heap) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    if (size > ZP_MAX_CLASS_SIZE) return zp_huge_alloc(size, 0, usable);
+    if (atomic_load_explicit(&heap->xdelayed, memory_order_relaxed)) drain_delayed(heap);
+    if (zp_unlikely(atomic_load_explicit(&heap->purge_request, memory_order_relaxed))) {
+        atomic_store_explicit(&heap->purge_request, 0, memory_order_relaxed);
+        heap_purge(heap);
+    }
+    unsigned cls = zp_class_of(size);
+    zp_page *page = heap->direct[cls];
+    if (!page->free) page = find_page(heap, cls);
+    if (!page) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    zp_block *b = page->free;
+    page->free = b->next;
+    page->used++;
+    zp_count(&heap->live[cls], 1);
+    *usable = page->block_size;
+    return b;
+}
+
+/* ---- free slow path ------------------------------------------------------------ */
+
+void zp_free_generic(zp_segment *seg, zp_page *page, void *p) {
+    if (seg->kind == ZP_KIND_HUGE) {
+        zp_huge_free(seg);
+        return;
+    }
+    zp_heap *heap = zp_tl_heap;
+    unsigned cls = page->cls;
+    if (atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap) {
+        zp_count(&heap->live[cls], -1);
+        zp_local_free(heap, page, (zp_block *)p);
+        return;
+    }
+    if (heap != &zp_empty_heap)
+        zp_count(&heap->live[cls], -1);
+    else
+        atomic_fetch_sub_explicit(&zp_stat.remote_live[cls], 1, memory_order_relaxed);
+    zp_free_remote(page, (zp_block *)p);
+}
+
+/* ---- aligned, realloc ------------------------------------------------------------ */
+
+void *zp_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
+    /* Class blocks of a multiple of the alignment sit at multiples of it
+     * (page areas are ZP_HDR_SIZE-aligned, and the class of a multiple of a
+     * power of two is a multiple of it), so rounding the size up suffices. */
+    if (alignment <= ZP_HDR_SIZE) {
+        size_t rounded = (size + alignment - 1) & ~(alignment - 1);
+        if (rounded <= ZP_MAX_CLASS_SIZE) return zp_malloc_fast(rounded ? rounded : 1, usable);
+    }
+    if (zp_tl_heap == &zp_empty_heap && !heap_init_thread()) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return zp_huge_alloc(size, alignment, usable);
+}
+
+void *zp_realloc(void *p, size_t size, size_t *usable) {
+    zp_segment *seg = zp_segment_of(p);
+    size_t old = zp_usable_size(p);
+    if (size <= old) {
+        /* Keep the block when the request still maps to it: same class, or a
+         * huge block shrinking by less than half. */
+        if (seg->kind == ZP_KIND_HUGE ? size > old / 2
+                                       : zp_class_size(zp_class_of(size)) == old) {
+            *usable = old;
+            return p;
+        }
+    }
+    void *n = zp_malloc_fast(size, usable);
+    if (!n) return NULL;
+    memcpy(n, p, old < size ? old : size);
+    zp_free_fast(p);
+    return n;
+}
+
+/* ---- purge ------------------------------------------------------------------------ */
+
+static void heap_purge(zp_heap *heap) {
+    drain_delayed(heap);
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+        zp_page *page, *next;
+        for (page = heap->queues[c].first; page; page = next) {
+            next = page->next;
+            zp_page_collect(page);
+            if (page->used == 0) {
+                zp_pageq_remove(&heap->queues[c], page);
+                zp_segment_page_free(heap, page);
+            }
+        }
+        queue_fix(heap, c);
+    }
+    zp_heap_purge_dirty(heap, 0);
+}
+
+static void request_purge(zp_heap *heap, void *self) {
+    if (heap != self && !heap->orphan)
+        atomic_store_explicit(&heap->purge_request, 1, memory_order_relaxed);
+}
+
+int zp_purge(void) {
+    zp_heap *heap = zp_tl_heap;
+    if (heap != &zp_empty_heap) heap_purge(heap);
+    /* Other threads' pages belong to them: ask, they purge on their next
+     * slow path. */
+    zp_heap_registry_each(request_purge, heap);
+    zp_segments_collect_abandoned();
+    zp_segments_release_cache();
+    return 0;
+}
+
+/* ---- thread exit ------------------------------------------------------------------- */
+
+static void heap_abandon(zp_heap *heap) {
+    /* No notification may be in flight once we let go of the heap. */
+    for (zp_page *page = heap->full.first; page; page = page->next) page_stop_notify(page, 1);
+    drain_delayed(heap);
+    while (heap->full.first) page_unfull(heap, heap->full.first);
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+        zp_page *page;
+        while ((page = heap->queues[c].first) != NULL) {
+            zp_pageq_remove(&heap->queues[c], page);
+            zp_page_collect(page);
+            if (page->used == 0) {
+                zp_segment_page_free(heap, page);
+            } else {
+                /* Its free list stays: the adopter continues from it. */
+                atomic_store_explicit(&page->xheap, NULL, memory_order_release);
+            }
+        }
+        heap->direct[c] = &zp_empty_page;
+    }
+    zp_segments_abandon(heap);
+}
+
+static void thread_done(void *arg) {
+    zp_heap *heap = arg;
+    if (!heap || heap == &zp_empty_heap) return;
+    heap_abandon(heap);
+    zp_tl_heap = &zp_empty_heap;
+    zp_lock_acquire(&global_lock);
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+        long v = atomic_load_explicit(&heap->live[c], memory_order_relaxed);
+        atomic_fetch_add_explicit(&zp_stat.class_live_dead[c], v, memory_order_relaxed);
+        atomic_store_explicit(&heap->live[c], 0, memory_order_relaxed);
+    }
+    if (heap->prev_heap)
+        heap->prev_heap->next_heap = heap->next_heap;
+    else
+        heap_registry = heap->next_heap;
+    if (heap->next_heap) heap->next_heap->prev_heap = heap->prev_heap;
+    heap->next_heap = heap_free_list;
+    heap_free_list = heap;
+    zp_lock_release(&global_lock);
+}
+
+/* ---- fork ----------------------------------------------------------------------------- */
+
+static void fork_prepare(void) {
+    zp_lock_acquire(&global_lock);
+    zp_segment_fork_prepare();
+}
+
+static void fork_parent(void) {
+    zp_segment_fork_parent();
+    zp_lock_release(&global_lock);
+}
+
+/* Only this thread survives. Other heaps' lists may have been mid-update in
+ * their (now gone) threads, so they are left alone: orphaned, their blocks
+ * still freeable (remote frees), their memory not reused in the child. */
+static void fork_child(void) {
+    zp_segment_fork_child();
+    atomic_flag_clear(&global_lock.flag);
+    zp_heap *self = zp_tl_heap;
+    for (zp_heap *h = heap_registry; h; h = h->next_heap)
+        if (h != self) h->orphan = 1;
+    if (self == &zp_empty_heap) return;
+    /* A parent thread may have died (for us) halfway through notifying one
+     * of our full pages: put the page back to "notify me". */
+    for (zp_page *page = self->full.first; page; page = page->next) {
+        uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+        if ((tf & ZP_TF_MASK) == ZP_TF_NOTIFYING)
+            atomic_store_explicit(&page->xthread_free,
+                                  (tf & ~(uintptr_t)ZP_TF_MASK) | ZP_TF_NOTIFY,
+                                  memory_order_relaxed);
+    }
+}

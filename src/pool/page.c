@@ -1,0 +1,141 @@
+/* page.c: one page of one size class: carving, collecting, remote frees.
+ *
+ * A page hands out blocks from `free`, owned by one thread. Blocks are
+ * carved lazily, a few KiB at a time, so a fresh page costs RSS only for what
+ * is used. Other threads never touch `free`: they push onto `xthread_free`
+ * with a compare-and-swap, and the owner takes the whole list with one
+ * exchange when its own list runs dry. A page on its heap's full list is not
+ * looked at by the owner, so the first remote free into it instead goes to
+ * the heap's `xdelayed` list, which the owner drains in its slow path; the
+ * two state bits in xthread_free arbitrate that hand-off.
+ */
+#include <sched.h>
+
+#include "pool.h"
+
+/* Bytes carved per extension: one OS page keeps RSS close to use, and the
+ * list building is amortised over many allocations. */
+#define ZP_EXTEND_BYTES 4096u
+
+void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
+    size_t bs = zp_class_size(cls);
+    size_t page_size = (size_t)1 << seg->page_shift;
+    if (seg->npages == 1) page_size = ZP_SEG_SIZE;
+    size_t offset = page->index ? (size_t)page->index << seg->page_shift : ZP_HDR_SIZE;
+    size_t area = page->index ? page_size : page_size - ZP_HDR_SIZE;
+    page->start = (char *)seg + offset;
+    page->free = NULL;
+    page->used = 0;
+    page->capacity = 0;
+    page->reserved = (uint32_t)(area / bs);
+    page->block_size = (uint32_t)bs;
+    page->cls = (uint8_t)cls;
+    page->state = ZP_PAGE_QUEUED;
+    page->next = page->prev = NULL;
+    atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+    atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
+    atomic_store_explicit(&page->xheap, heap, memory_order_release);
+}
+
+void zp_page_extend(zp_page *page) {
+    uint32_t n = ZP_EXTEND_BYTES / page->block_size;
+    if (n == 0) n = 1;
+    if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+    if (n == 0) return;
+    size_t bs = page->block_size;
+    char *first = page->start + (size_t)page->capacity * bs;
+    char *p = first;
+    for (uint32_t i = 1; i < n; i++, p += bs) ((zp_block *)p)->next = (zp_block *)(p + bs);
+    ((zp_block *)p)->next = page->free;
+    page->free = (zp_block *)first;
+    page->capacity += n;
+}
+
+/* Move the remote frees onto the local list. Keeps the state bits. */
+void zp_page_collect(zp_page *page) {
+    uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    if ((tf & ~(uintptr_t)ZP_TF_MASK) == 0) return;
+    while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf, tf & ZP_TF_MASK,
+                                                  memory_order_acquire, memory_order_relaxed)) {
+    }
+    zp_block *head = (zp_block *)(tf & ~(uintptr_t)ZP_TF_MASK), *tail = head;
+    uint32_t n = 1;
+    while (tail->next) {
+        tail = tail->next;
+        n++;
+    }
+    tail->next = page->free;
+    page->free = head;
+    page->used -= n;
+}
+
+/* Free from a thread that does not own the page. Lock-free: one CAS in the
+ * common case. */
+void zp_free_remote(zp_page *page, zp_block *b) {
+    uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    for (;;) {
+        if ((tf & ZP_TF_MASK) == ZP_TF_NOTIFY) {
+            /* Claim the right to notify; other freers push meanwhile. */
+            uintptr_t claimed = (tf & ~(uintptr_t)ZP_TF_MASK) | ZP_TF_NOTIFYING;
+            if (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf, claimed,
+                                                       memory_order_acq_rel,
+                                                       memory_order_relaxed))
+                continue;
+            /* The owner cannot leave while NOTIFYING is set (abandon waits),
+             * so the heap read here stays valid until the state is reset. */
+            zp_heap *heap = atomic_load_explicit(&page->xheap, memory_order_acquire);
+            if (heap) {
+                zp_block *d = atomic_load_explicit(&heap->xdelayed, memory_order_relaxed);
+                do {
+                    b->next = d;
+                } while (!atomic_compare_exchange_weak_explicit(
+                    &heap->xdelayed, &d, b, memory_order_release, memory_order_relaxed));
+            }
+            tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+            while (!atomic_compare_exchange_weak_explicit(
+                &page->xthread_free, &tf, (tf & ~(uintptr_t)ZP_TF_MASK) | ZP_TF_NONE,
+                memory_order_release, memory_order_relaxed)) {
+            }
+            if (heap) return;
+            tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+            continue;
+        }
+        b->next = (zp_block *)(tf & ~(uintptr_t)ZP_TF_MASK);
+        if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf,
+                                                  (uintptr_t)b | (tf & ZP_TF_MASK),
+                                                  memory_order_release, memory_order_relaxed))
+            return;
+    }
+}
+
+void zp_pageq_push_back(zp_pageq *q, zp_page *p) {
+    p->next = NULL;
+    p->prev = q->last;
+    if (q->last)
+        q->last->next = p;
+    else
+        q->first = p;
+    q->last = p;
+}
+
+void zp_pageq_push_front(zp_pageq *q, zp_page *p) {
+    p->prev = NULL;
+    p->next = q->first;
+    if (q->first)
+        q->first->prev = p;
+    else
+        q->last = p;
+    q->first = p;
+}
+
+void zp_pageq_remove(zp_pageq *q, zp_page *p) {
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        q->first = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        q->last = p->prev;
+    p->next = p->prev = NULL;
+}

@@ -1,0 +1,290 @@
+/* pool.h: the pool allocator's data structures and its inline fast paths.
+ *
+ * Every structure of the allocator is declared here, so the layout can be
+ * read in one place (docs/design.md draws it). backend_pool.c includes this
+ * file and inlines zp_malloc_fast()/zp_free_fast(); every slow path lives
+ * out of line in the other files of src/pool.
+ *
+ * Memory is carved out of 4 MiB segments aligned to 4 MiB. The segment
+ * header (at the segment's start) describes its pages, so any block pointer
+ * finds its page by masking: no per-block header. One page serves one size
+ * class and belongs to one thread heap, which alone touches its local free
+ * list; other threads push freed blocks onto the page's atomic thread-free
+ * list. Allocations above the largest class get a segment of their own
+ * ("huge"), mapped and unmapped directly.
+ */
+#ifndef ZMALLOC_POOL_H
+#define ZMALLOC_POOL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define zp_likely(x) __builtin_expect(!!(x), 1)
+#define zp_unlikely(x) __builtin_expect(!!(x), 0)
+#define ZP_COLD __attribute__((noinline, cold))
+#define ZP_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- geometry ------------------------------------------------------------ */
+
+#define ZP_SEG_SHIFT 22
+#define ZP_SEG_SIZE ((size_t)1 << ZP_SEG_SHIFT)
+#define ZP_SEG_MASK (ZP_SEG_SIZE - 1)
+/* Bytes at the start of a segment kept for its header. Also the alignment
+ * every page area has, hence the largest alignment served from a class. */
+#define ZP_HDR_SIZE ((size_t)8192)
+
+enum zp_kind {
+    ZP_KIND_SMALL = 0,  /* 64 pages of 64 KiB: blocks up to 8 KiB      */
+    ZP_KIND_MEDIUM = 1, /* 8 pages of 512 KiB: blocks up to 64 KiB     */
+    ZP_KIND_LARGE = 2,  /* 1 page of 4 MiB: blocks up to 256 KiB       */
+    ZP_KIND_HUGE = 3,   /* one block, its own mapping                  */
+    ZP_KINDS = 3        /* kinds carved into pages                     */
+};
+#define ZP_SMALL_PAGE_SHIFT 16
+#define ZP_MEDIUM_PAGE_SHIFT 19
+/* Huge segments: any offset maps to page 0. */
+#define ZP_HUGE_PAGE_SHIFT 48
+#define ZP_MAX_PAGES (ZP_SEG_SIZE >> ZP_SMALL_PAGE_SHIFT)
+
+/* ---- size classes ----------------------------------------------------------
+ * 16, 32, ..., 128 (16-byte steps), then 8 classes per doubling: the step in
+ * (2^b, 2^(b+1)] is 2^(b-3), so the waste of any request is below 16 bytes
+ * or below 12.5% of the block. 96 classes, the largest 256 KiB. */
+#define ZP_NCLASSES 96
+#define ZP_MAX_CLASS_SIZE ((size_t)262144)
+#define ZP_SMALL_MAX ((size_t)8192)
+#define ZP_MEDIUM_MAX ((size_t)65536)
+
+static inline unsigned zp_class_of(size_t size) {
+    if (size <= 128) return (unsigned)((size + 15) >> 4) - (size != 0);
+    size_t s = size - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzl(s);
+    return 8u + (b - 7u) * 8u + (unsigned)((s >> (b - 3u)) & 7u);
+}
+
+static inline size_t zp_class_size(unsigned cls) {
+    if (cls < 8) return (size_t)(cls + 1) << 4;
+    unsigned b = 7u + (cls - 8u) / 8u, j = (cls - 8u) % 8u;
+    return ((size_t)1 << b) + ((size_t)(j + 1) << (b - 3u));
+}
+
+static inline unsigned zp_kind_of_size(size_t block_size) {
+    return block_size <= ZP_SMALL_MAX ? ZP_KIND_SMALL
+           : block_size <= ZP_MEDIUM_MAX ? ZP_KIND_MEDIUM : ZP_KIND_LARGE;
+}
+
+/* ---- blocks, pages, segments --------------------------------------------- */
+
+typedef struct zp_block {
+    struct zp_block *next;
+} zp_block;
+
+struct zp_heap;
+
+/* The low two bits of a page's xthread_free word (blocks are 16-aligned). */
+enum {
+    ZP_TF_NONE = 0,      /* remote frees push onto the page                 */
+    ZP_TF_NOTIFY = 1,    /* page is full: the next remote free tells the heap */
+    ZP_TF_NOTIFYING = 2, /* a remote freer is telling the heap right now     */
+    ZP_TF_MASK = 3
+};
+
+/* Page flag bits; free() takes its fast path only when they are all 0. */
+enum { ZP_PAGE_IN_FULL = 1 };
+
+enum { ZP_PAGE_FREE = 0, ZP_PAGE_QUEUED = 1, ZP_PAGE_FULL = 2 };
+
+typedef struct zp_page {
+    /* Owner-only fields: touched by the owning thread alone. */
+    zp_block *free;     /* blocks ready to hand out                   */
+    uint32_t used;      /* blocks out, counting unprocessed remote frees */
+    uint32_t capacity;  /* blocks carved so far (lazily, to spare RSS) */
+    uint32_t reserved;  /* blocks that fit in the page                 */
+    uint32_t block_size;
+    uint8_t cls;
+    uint8_t state;  /* ZP_PAGE_*                                    */
+    uint8_t dirty;  /* free page still resident (not yet purged)    */
+    uint8_t index;  /* position in the segment                      */
+    /* Read by every thread that frees into this page. */
+    _Atomic uint8_t flags;
+    _Atomic(struct zp_heap *) xheap; /* owner; NULL when free or abandoned */
+    _Atomic uintptr_t xthread_free;  /* remote frees | ZP_TF_* state        */
+    /* Queue links: class queue, the heap's full list, or its dirty list. */
+    struct zp_page *next, *prev;
+    char *start;        /* first block                               */
+    uint64_t free_since; /* ms clock when the page went free (dirty list) */
+} zp_page;
+
+typedef struct zp_segment {
+    uint8_t kind;
+    uint8_t page_shift;
+    uint16_t npages;
+    uint16_t used_pages;
+    uint64_t free_mask; /* bit i: page i is not in use               */
+    struct zp_heap *owner; /* NULL while abandoned or cached         */
+    struct zp_segment *next, *prev; /* heap list, abandoned list, cache */
+    size_t map_size;    /* huge: bytes mapped from the segment start  */
+    size_t huge_usable; /* huge: usable bytes from the user pointer   */
+    zp_page pages[ZP_MAX_PAGES];
+} zp_segment;
+
+_Static_assert(sizeof(zp_segment) <= ZP_HDR_SIZE, "segment header too large");
+
+typedef struct zp_pageq {
+    zp_page *first, *last;
+} zp_pageq;
+
+typedef struct zp_segq {
+    zp_segment *first, *last;
+} zp_segq;
+
+/* One per thread. Counters are written by the owner only (relaxed atomics
+ * so readers in zm_be_get_stats are race-free) and summed by readers. */
+typedef struct zp_heap {
+    zp_page *direct[ZP_NCLASSES]; /* first page of each queue, or the empty page */
+    _Atomic(long) live[ZP_NCLASSES]; /* blocks in use, by class (+/- by this thread) */
+    zp_pageq queues[ZP_NCLASSES];
+    zp_pageq full;
+    zp_pageq dirty[ZP_KINDS];    /* free pages still resident, newest first */
+    zp_segq segments[ZP_KINDS];  /* owned segments, those with free pages first */
+    _Atomic(zp_block *) xdelayed; /* blocks freed remotely into full pages */
+    _Atomic int purge_request;
+    size_t dirty_bytes;
+    uint64_t last_purge_ms;
+    int orphan; /* after fork: the thread does not exist in this process */
+    struct zp_heap *next_heap, *prev_heap; /* registry, under zp_global_lock */
+} zp_heap;
+
+/* ---- globals (heap.c) --------------------------------------------------------- */
+
+extern zp_heap zp_empty_heap ZP_HIDDEN;
+extern __thread zp_heap *zp_tl_heap __attribute__((tls_model("initial-exec"))) ZP_HIDDEN;
+
+/* ---- slow paths --------------------------------------------------------------- */
+
+void *zp_malloc_generic(zp_heap *heap, size_t size, size_t *usable) ZP_COLD ZP_HIDDEN;
+void zp_free_generic(zp_segment *seg, zp_page *page, void *p) ZP_COLD ZP_HIDDEN;
+void *zp_aligned_alloc(size_t alignment, size_t size, size_t *usable) ZP_HIDDEN;
+void *zp_realloc(void *p, size_t size, size_t *usable) ZP_HIDDEN;
+int zp_purge(void) ZP_HIDDEN;
+
+/* page.c */
+void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) ZP_HIDDEN;
+void zp_page_extend(zp_page *page) ZP_HIDDEN;
+void zp_page_collect(zp_page *page) ZP_HIDDEN;
+void zp_free_remote(zp_page *page, zp_block *b) ZP_HIDDEN;
+void zp_pageq_push_back(zp_pageq *q, zp_page *p) ZP_HIDDEN;
+void zp_pageq_push_front(zp_pageq *q, zp_page *p) ZP_HIDDEN;
+void zp_pageq_remove(zp_pageq *q, zp_page *p) ZP_HIDDEN;
+
+/* segment.c */
+zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) ZP_HIDDEN;
+void zp_segment_page_free(zp_heap *heap, zp_page *page) ZP_HIDDEN;
+void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) ZP_HIDDEN;
+void zp_segments_abandon(zp_heap *heap) ZP_HIDDEN;
+int zp_segments_reclaim(zp_heap *heap, unsigned kind) ZP_HIDDEN;
+void zp_segments_collect_abandoned(void) ZP_HIDDEN;
+void zp_segments_release_cache(void) ZP_HIDDEN;
+void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable) ZP_HIDDEN;
+void zp_huge_free(zp_segment *seg) ZP_HIDDEN;
+void zp_segment_fork_prepare(void) ZP_HIDDEN;
+void zp_segment_fork_parent(void) ZP_HIDDEN;
+void zp_segment_fork_child(void) ZP_HIDDEN;
+uint64_t zp_clock_ms(void) ZP_HIDDEN;
+
+/* heap.c: locking for global lists (never on a fast path). */
+typedef struct zp_lock {
+    atomic_flag flag;
+} zp_lock;
+void zp_lock_acquire(zp_lock *l) ZP_HIDDEN;
+static inline void zp_lock_release(zp_lock *l) {
+    atomic_flag_clear_explicit(&l->flag, memory_order_release);
+}
+void zp_local_free(zp_heap *heap, zp_page *page, zp_block *b) ZP_HIDDEN;
+void zp_heap_page_retire(zp_heap *heap, zp_page *page) ZP_HIDDEN;
+
+/* stats.c: process-wide counters kept in slow paths only. */
+typedef struct zp_counters {
+    _Atomic(long) class_pages[ZP_NCLASSES];
+    _Atomic(long) class_live_dead[ZP_NCLASSES]; /* folded from exited heaps */
+    _Atomic(long) remote_live[ZP_NCLASSES];     /* frees by heapless threads */
+    _Atomic(size_t) mapped;    /* bytes of address space held              */
+    _Atomic(size_t) committed; /* bytes possibly resident (headers, pages in use, dirty) */
+    _Atomic(size_t) active;    /* bytes of pages in use and huge blocks     */
+    _Atomic(size_t) huge_live; /* usable bytes of live huge blocks          */
+    _Atomic(size_t) huge_count;
+    _Atomic(size_t) segments;
+    _Atomic(size_t) abandoned;
+} zp_counters;
+extern zp_counters zp_stat ZP_HIDDEN;
+static inline void zp_stat_add(_Atomic(size_t) *c, size_t v) {
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+static inline void zp_stat_sub(_Atomic(size_t) *c, size_t v) {
+    atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
+}
+/* Owner-only counter update without a locked instruction. */
+static inline void zp_count(_Atomic(long) *c, long d) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+void zp_heap_registry_each(void (*fn)(zp_heap *, void *), void *arg) ZP_HIDDEN;
+
+/* ---- pointer to segment and page ---------------------------------------------
+ * (p - 1) rather than p: a huge block aligned to more than a segment starts
+ * exactly on a segment boundary and keeps its header in the segment before. */
+static inline zp_segment *zp_segment_of(const void *p) {
+    return (zp_segment *)(((uintptr_t)p - 1) & ~(uintptr_t)ZP_SEG_MASK);
+}
+static inline zp_page *zp_page_of(zp_segment *seg, const void *p) {
+    return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+}
+
+/* ---- fast paths -----------------------------------------------------------------
+ * malloc: TLS load, class arithmetic, one pop. A thread that has no heap yet
+ * sees the empty heap whose every queue is an empty page, so the fast path
+ * needs no "initialised?" test: the empty free list sends it to the slow path. */
+static inline void *zp_malloc_fast(size_t size, size_t *usable) {
+    zp_heap *heap = zp_tl_heap;
+    if (zp_likely(size <= ZP_MAX_CLASS_SIZE)) {
+        unsigned cls = zp_class_of(size);
+        zp_page *page = heap->direct[cls];
+        zp_block *b = page->free;
+        if (zp_likely(b != NULL)) {
+            page->free = b->next;
+            page->used++;
+            zp_count(&heap->live[cls], 1);
+            *usable = page->block_size;
+            return b;
+        }
+    }
+    return zp_malloc_generic(heap, size, usable);
+}
+
+/* free: mask to the segment, index the page; if this thread owns the page
+ * and it is not on the full list, push onto its free list. */
+static inline void zp_free_fast(void *p) {
+    zp_segment *seg = zp_segment_of(p);
+    zp_page *page = zp_page_of(seg, p);
+    zp_heap *heap = zp_tl_heap;
+    if (zp_likely(atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap &&
+                  atomic_load_explicit(&page->flags, memory_order_relaxed) == 0)) {
+        zp_block *b = (zp_block *)p;
+        b->next = page->free;
+        page->free = b;
+        zp_count(&heap->live[page->cls], -1);
+        if (zp_likely(--page->used != 0)) return;
+        zp_heap_page_retire(heap, page);
+        return;
+    }
+    zp_free_generic(seg, page, p);
+}
+
+static inline size_t zp_usable_size(const void *p) {
+    zp_segment *seg = zp_segment_of(p);
+    if (zp_unlikely(seg->kind == ZP_KIND_HUGE)) return seg->huge_usable;
+    return zp_page_of(seg, p)->block_size;
+}
+
+#endif

@@ -1,0 +1,424 @@
+/* segment.c: 4 MiB segments, the pages inside them, and huge blocks.
+ *
+ * A segment belongs to one heap (thread) and is split into pages of one
+ * size: 64 KiB (small kind), 512 KiB (medium) or the whole segment (large).
+ * Pages that go empty stay resident on the heap's dirty list for a while, so
+ * a workload that oscillates does not fault pages in and out; the oldest are
+ * returned to the OS (MADV_DONTNEED) after ZP_DIRTY_AGE_MS, or at once when
+ * a heap holds more than ZP_DIRTY_MAX dirty bytes, or on zm_be_purge().
+ *
+ * When a thread exits its segments still holding live blocks go on a global
+ * abandoned list; a thread that needs a page adopts one of those before it
+ * maps a new segment, so thread churn reuses memory instead of growing.
+ * Wholly free segments go to a small cache (decommitted) or are unmapped.
+ * The global lists are guarded by seg_lock, taken only on these slow paths.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <time.h>
+
+#include "platform.h"
+#include "pool.h"
+
+#define ZP_DIRTY_MAX ((size_t)32 << 20)
+#define ZP_DIRTY_AGE_MS 1000u
+#define ZP_PURGE_INTERVAL_MS 250u
+#define ZP_CACHE_MAX 8
+
+static zp_lock seg_lock;
+static zp_segq abandoned[ZP_KINDS];
+static zp_segq cache;
+static size_t cache_count;
+
+uint64_t zp_clock_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void segq_push_front(zp_segq *q, zp_segment *s) {
+    s->prev = NULL;
+    s->next = q->first;
+    if (q->first)
+        q->first->prev = s;
+    else
+        q->last = s;
+    q->first = s;
+}
+
+static void segq_push_back(zp_segq *q, zp_segment *s) {
+    s->next = NULL;
+    s->prev = q->last;
+    if (q->last)
+        q->last->next = s;
+    else
+        q->first = s;
+    q->last = s;
+}
+
+static void segq_remove(zp_segq *q, zp_segment *s) {
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        q->first = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        q->last = s->prev;
+    s->next = s->prev = NULL;
+}
+
+/* Bytes of a page's block area (page 0 shares its page with the header). */
+static size_t page_area(const zp_segment *seg, const zp_page *page) {
+    size_t size = seg->npages == 1 ? ZP_SEG_SIZE : (size_t)1 << seg->page_shift;
+    return page->index ? size : size - ZP_HDR_SIZE;
+}
+
+static void decommit_page(zp_segment *seg, zp_page *page) {
+    zm_os_decommit((char *)seg + (page->index ? (size_t)page->index << seg->page_shift
+                                              : ZP_HDR_SIZE),
+                   page_area(seg, page));
+    zp_stat_sub(&zp_stat.committed, page_area(seg, page));
+    page->dirty = 0;
+}
+
+static void segment_setup(zp_segment *seg, unsigned kind) {
+    seg->kind = (uint8_t)kind;
+    seg->page_shift = kind == ZP_KIND_SMALL ? ZP_SMALL_PAGE_SHIFT
+                      : kind == ZP_KIND_MEDIUM ? ZP_MEDIUM_PAGE_SHIFT : ZP_SEG_SHIFT;
+    seg->npages = (uint16_t)(ZP_SEG_SIZE >> seg->page_shift);
+    seg->used_pages = 0;
+    seg->free_mask = seg->npages == 64 ? ~(uint64_t)0 : ((uint64_t)1 << seg->npages) - 1;
+    for (unsigned i = 0; i < seg->npages; i++) {
+        zp_page *pg = &seg->pages[i];
+        pg->index = (uint8_t)i;
+        pg->state = ZP_PAGE_FREE;
+        pg->dirty = 0;
+        pg->next = pg->prev = NULL;
+        atomic_store_explicit(&pg->xheap, NULL, memory_order_relaxed);
+        atomic_store_explicit(&pg->flags, 0, memory_order_relaxed);
+        atomic_store_explicit(&pg->xthread_free, 0, memory_order_relaxed);
+    }
+}
+
+/* A fresh segment of `kind` for heap: from the cache, else from the OS. */
+static zp_segment *segment_new(zp_heap *heap, unsigned kind) {
+    zp_segment *seg = NULL;
+    zp_lock_acquire(&seg_lock);
+    if (cache.first) {
+        seg = cache.first;
+        segq_remove(&cache, seg);
+        cache_count--;
+    }
+    zp_lock_release(&seg_lock);
+    if (!seg) {
+        seg = zm_os_map_aligned(ZP_SEG_SIZE, ZP_SEG_SIZE);
+        if (!seg) return NULL;
+        zp_stat_add(&zp_stat.mapped, ZP_SEG_SIZE);
+        zp_stat_add(&zp_stat.committed, ZP_HDR_SIZE);
+        zp_stat_add(&zp_stat.segments, 1);
+    }
+    segment_setup(seg, kind);
+    seg->owner = heap;
+    segq_push_front(&heap->segments[kind], seg);
+    return seg;
+}
+
+/* All pages of seg are free and clean: cache it, or unmap it. */
+static void segment_release(zp_segment *seg) {
+    seg->owner = NULL;
+    zp_lock_acquire(&seg_lock);
+    if (cache_count < ZP_CACHE_MAX) {
+        segq_push_front(&cache, seg);
+        cache_count++;
+        seg = NULL;
+    }
+    zp_lock_release(&seg_lock);
+    if (seg) {
+        zm_os_unmap(seg, ZP_SEG_SIZE);
+        zp_stat_sub(&zp_stat.mapped, ZP_SEG_SIZE);
+        zp_stat_sub(&zp_stat.committed, ZP_HDR_SIZE);
+        zp_stat_sub(&zp_stat.segments, 1);
+    }
+}
+
+/* Take seg away from heap: its dirty pages are purged first. */
+static void segment_drop(zp_heap *heap, zp_segment *seg) {
+    for (unsigned i = 0; i < seg->npages; i++) {
+        zp_page *pg = &seg->pages[i];
+        if (pg->state == ZP_PAGE_FREE && pg->dirty) {
+            zp_pageq_remove(&heap->dirty[seg->kind], pg);
+            heap->dirty_bytes -= page_area(seg, pg);
+            decommit_page(seg, pg);
+        }
+    }
+    segq_remove(&heap->segments[seg->kind], seg);
+}
+
+zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
+    zp_page *page = heap->dirty[kind].first;
+    zp_segment *seg;
+    if (page) {
+        /* Most recently freed first: it is the most likely still cached. */
+        zp_pageq_remove(&heap->dirty[kind], page);
+        seg = (zp_segment *)((uintptr_t)page & ~(uintptr_t)ZP_SEG_MASK);
+        heap->dirty_bytes -= page_area(seg, page);
+        page->dirty = 0;
+    } else {
+        seg = heap->segments[kind].first;
+        if (!seg || !seg->free_mask) {
+            seg = NULL;
+            while (zp_segments_reclaim(heap, kind)) {
+                if (heap->segments[kind].first->free_mask) {
+                    seg = heap->segments[kind].first;
+                    break;
+                }
+            }
+            if (!seg) seg = segment_new(heap, kind);
+            if (!seg) return NULL;
+        }
+        page = &seg->pages[__builtin_ctzll(seg->free_mask)];
+        zp_stat_add(&zp_stat.committed, page_area(seg, page));
+    }
+    seg->free_mask &= ~((uint64_t)1 << page->index);
+    seg->used_pages++;
+    if (!seg->free_mask && heap->segments[kind].last != seg) {
+        segq_remove(&heap->segments[kind], seg);
+        segq_push_back(&heap->segments[kind], seg);
+    }
+    zp_stat_add(&zp_stat.active, page_area(seg, page));
+    return page;
+}
+
+/* Mark page free in its segment; stats only, no heap lists. */
+static void page_mark_free(zp_segment *seg, zp_page *page) {
+    atomic_fetch_sub_explicit(&zp_stat.class_pages[page->cls], 1, memory_order_relaxed);
+    zp_stat_sub(&zp_stat.active, page_area(seg, page));
+    page->state = ZP_PAGE_FREE;
+    page->free = NULL;
+    atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+    atomic_store_explicit(&page->xheap, NULL, memory_order_relaxed);
+    seg->free_mask |= (uint64_t)1 << page->index;
+    seg->used_pages--;
+}
+
+void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) {
+    uint64_t now = zp_clock_ms();
+    for (unsigned k = 0; k < ZP_KINDS; k++) {
+        zp_page *pg;
+        while ((pg = heap->dirty[k].last) != NULL && now - pg->free_since >= older_than_ms) {
+            zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
+            zp_pageq_remove(&heap->dirty[k], pg);
+            heap->dirty_bytes -= page_area(seg, pg);
+            decommit_page(seg, pg);
+        }
+    }
+    heap->last_purge_ms = now;
+}
+
+/* Purge the oldest dirty pages until the heap holds at most `keep` bytes. */
+static void purge_to(zp_heap *heap, size_t keep) {
+    for (unsigned k = 0; heap->dirty_bytes > keep; k = (k + 1) % ZP_KINDS) {
+        zp_page *pg = heap->dirty[k].last;
+        if (!pg) continue;
+        zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
+        zp_pageq_remove(&heap->dirty[k], pg);
+        heap->dirty_bytes -= page_area(seg, pg);
+        decommit_page(seg, pg);
+    }
+}
+
+void zp_segment_page_free(zp_heap *heap, zp_page *page) {
+    zp_segment *seg = (zp_segment *)((uintptr_t)page & ~(uintptr_t)ZP_SEG_MASK);
+    unsigned kind = seg->kind;
+    int was_full = seg->free_mask == 0;
+    page_mark_free(seg, page);
+    if (was_full && heap->segments[kind].first != seg) {
+        segq_remove(&heap->segments[kind], seg);
+        segq_push_front(&heap->segments[kind], seg);
+    }
+    uint64_t now = zp_clock_ms();
+    page->dirty = 1;
+    page->free_since = now;
+    zp_pageq_push_front(&heap->dirty[kind], page);
+    heap->dirty_bytes += page_area(seg, page);
+    /* An empty segment goes back unless it is the heap's only one of its
+     * kind: keeping one avoids mapping and faulting on every oscillation. */
+    if (seg->used_pages == 0 &&
+        (heap->segments[kind].first != seg || heap->segments[kind].last != seg)) {
+        segment_drop(heap, seg);
+        segment_release(seg);
+    }
+    if (heap->dirty_bytes > ZP_DIRTY_MAX)
+        purge_to(heap, ZP_DIRTY_MAX / 2);
+    else if (now - heap->last_purge_ms >= ZP_PURGE_INTERVAL_MS)
+        zp_heap_purge_dirty(heap, ZP_DIRTY_AGE_MS);
+}
+
+/* Thread exit: every page still in use was already detached from the heap
+ * (xheap NULL). Segments with live pages are abandoned, others released. */
+void zp_segments_abandon(zp_heap *heap) {
+    zp_heap_purge_dirty(heap, 0);
+    for (unsigned k = 0; k < ZP_KINDS; k++) {
+        zp_segment *seg;
+        while ((seg = heap->segments[k].first) != NULL) {
+            segq_remove(&heap->segments[k], seg);
+            if (seg->used_pages == 0) {
+                segment_release(seg);
+                continue;
+            }
+            seg->owner = NULL;
+            zp_lock_acquire(&seg_lock);
+            segq_push_back(&abandoned[k], seg);
+            zp_lock_release(&seg_lock);
+            zp_stat_add(&zp_stat.abandoned, 1);
+        }
+    }
+}
+
+/* Adopt one abandoned segment of `kind`: its live pages join heap's queues.
+ * Returns 1 when a segment was adopted (it is then first in the heap's list
+ * if it has free pages). */
+int zp_segments_reclaim(zp_heap *heap, unsigned kind) {
+    zp_lock_acquire(&seg_lock);
+    zp_segment *seg = abandoned[kind].first;
+    if (seg) segq_remove(&abandoned[kind], seg);
+    zp_lock_release(&seg_lock);
+    if (!seg) return 0;
+    zp_stat_sub(&zp_stat.abandoned, 1);
+    seg->owner = heap;
+    for (unsigned i = 0; i < seg->npages; i++) {
+        zp_page *pg = &seg->pages[i];
+        if (pg->state == ZP_PAGE_FREE) continue;
+        atomic_store_explicit(&pg->xheap, heap, memory_order_release);
+        zp_page_collect(pg);
+        if (pg->used == 0) {
+            page_mark_free(seg, pg);
+            decommit_page(seg, pg);
+            continue;
+        }
+        pg->state = ZP_PAGE_QUEUED;
+        zp_pageq_push_back(&heap->queues[pg->cls], pg);
+        heap->direct[pg->cls] = heap->queues[pg->cls].first;
+    }
+    if (seg->free_mask)
+        segq_push_front(&heap->segments[kind], seg);
+    else
+        segq_push_back(&heap->segments[kind], seg);
+    return 1;
+}
+
+/* zm_be_purge: collect remote frees in abandoned segments, free what went
+ * empty, and release wholly empty segments. */
+void zp_segments_collect_abandoned(void) {
+    for (unsigned k = 0; k < ZP_KINDS; k++) {
+        zp_lock_acquire(&seg_lock);
+        zp_segq list = abandoned[k];
+        abandoned[k].first = abandoned[k].last = NULL;
+        zp_lock_release(&seg_lock);
+        zp_segment *seg, *next;
+        for (seg = list.first; seg; seg = next) {
+            next = seg->next;
+            for (unsigned i = 0; i < seg->npages; i++) {
+                zp_page *pg = &seg->pages[i];
+                if (pg->state == ZP_PAGE_FREE) continue;
+                zp_page_collect(pg);
+                if (pg->used == 0) {
+                    page_mark_free(seg, pg);
+                    decommit_page(seg, pg);
+                }
+            }
+            if (seg->used_pages == 0) {
+                zp_stat_sub(&zp_stat.abandoned, 1);
+                segment_release(seg);
+            } else {
+                zp_lock_acquire(&seg_lock);
+                segq_push_back(&abandoned[k], seg);
+                zp_lock_release(&seg_lock);
+            }
+        }
+    }
+}
+
+void zp_segments_release_cache(void) {
+    zp_lock_acquire(&seg_lock);
+    zp_segq list = cache;
+    cache.first = cache.last = NULL;
+    cache_count = 0;
+    zp_lock_release(&seg_lock);
+    zp_segment *seg, *next;
+    for (seg = list.first; seg; seg = next) {
+        next = seg->next;
+        zm_os_unmap(seg, ZP_SEG_SIZE);
+        zp_stat_sub(&zp_stat.mapped, ZP_SEG_SIZE);
+        zp_stat_sub(&zp_stat.committed, ZP_HDR_SIZE);
+        zp_stat_sub(&zp_stat.segments, 1);
+    }
+}
+
+/* ---- huge blocks ----------------------------------------------------------
+ * One mapping: the header at a segment boundary H, the block at H + offset
+ * (offset in (0, ZP_SEG_SIZE]), so masking (p - 1) finds the header. */
+void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable) {
+    size_t os_page = zm_os_page_size();
+    size_t offset = alignment <= ZP_HDR_SIZE ? ZP_HDR_SIZE : alignment;
+    char *hdr, *user;
+    size_t total;
+    if (alignment <= ZP_SEG_SIZE) {
+        if (size > SIZE_MAX / 2 - offset - os_page) goto oom;
+        total = (offset + size + os_page - 1) & ~(os_page - 1);
+        hdr = zm_os_map_aligned(total, ZP_SEG_SIZE);
+        if (!hdr) goto oom;
+        user = hdr + offset;
+    } else {
+        if (size > SIZE_MAX / 2 - alignment - os_page) goto oom;
+        total = (alignment + size + os_page - 1) & ~(os_page - 1);
+        char *base = zm_os_map_aligned(total, alignment);
+        if (!base) goto oom;
+        user = base + alignment;
+        hdr = user - ZP_SEG_SIZE;
+        zm_os_unmap(base, (size_t)(hdr - base));
+        total -= (size_t)(hdr - base);
+    }
+    zp_segment *seg = (zp_segment *)hdr;
+    seg->kind = ZP_KIND_HUGE;
+    seg->page_shift = ZP_HUGE_PAGE_SHIFT;
+    seg->npages = 1;
+    seg->map_size = total;
+    seg->huge_usable = total - (size_t)(user - hdr);
+    seg->pages[0].block_size = 0;
+    atomic_store_explicit(&seg->pages[0].xheap, NULL, memory_order_relaxed);
+    atomic_store_explicit(&seg->pages[0].flags, 0, memory_order_relaxed);
+    zp_stat_add(&zp_stat.mapped, total);
+    zp_stat_add(&zp_stat.committed, total);
+    zp_stat_add(&zp_stat.active, total);
+    zp_stat_add(&zp_stat.huge_live, seg->huge_usable);
+    zp_stat_add(&zp_stat.huge_count, 1);
+    *usable = seg->huge_usable;
+    return user;
+oom:
+    errno = ENOMEM;
+    return NULL;
+}
+
+void zp_huge_free(zp_segment *seg) {
+    size_t total = seg->map_size;
+    zp_stat_sub(&zp_stat.huge_live, seg->huge_usable);
+    zp_stat_sub(&zp_stat.huge_count, 1);
+    zp_stat_sub(&zp_stat.active, total);
+    zp_stat_sub(&zp_stat.committed, total);
+    zp_stat_sub(&zp_stat.mapped, total);
+    zm_os_unmap(seg, total);
+}
+
+void zp_segment_fork_prepare(void) {
+    zp_lock_acquire(&seg_lock);
+}
+
+void zp_segment_fork_parent(void) {
+    zp_lock_release(&seg_lock);
+}
+
+void zp_segment_fork_child(void) {
+    atomic_flag_clear(&seg_lock.flag);
+}

@@ -1,0 +1,118 @@
+/* stats.c: the pool's statistics, from counters it keeps anyway.
+ *
+ * Blocks in use are counted per class by each heap (a plain add on the
+ * fast path, in memory the heap already touches) and summed here, plus what
+ * exited threads folded in and what heapless threads freed. Page, segment
+ * and huge figures are process-wide atomics updated on slow paths only.
+ * Reading costs one pass over the live heaps; nothing walks pages.
+ *
+ *   allocated       usable bytes of live blocks (class size x blocks + huge)
+ *   active          bytes of pages holding blocks, plus huge mappings
+ *   resident        active + dirty free pages + segment headers + metadata
+ *                   (an upper bound: lazily carved pages count in full)
+ *   retained        address space held but decommitted or never touched
+ *   muzzy           0: pages are released with MADV_DONTNEED, never lazily
+ *   frag_smallbins  active - allocated over class pages
+ */
+#include <stdio.h>
+
+#include "backend.h"
+#include "pool.h"
+
+typedef struct class_sums {
+    long live[ZP_NCLASSES];
+} class_sums;
+
+static void add_heap(zp_heap *heap, void *arg) {
+    class_sums *s = arg;
+    for (unsigned c = 0; c < ZP_NCLASSES; c++)
+        s->live[c] += atomic_load_explicit(&heap->live[c], memory_order_relaxed);
+}
+
+static void sum_classes(class_sums *s) {
+    for (unsigned c = 0; c < ZP_NCLASSES; c++)
+        s->live[c] = atomic_load_explicit(&zp_stat.class_live_dead[c], memory_order_relaxed) +
+                     atomic_load_explicit(&zp_stat.remote_live[c], memory_order_relaxed);
+    zp_heap_registry_each(add_heap, s);
+    /* A block freed remotely is subtracted before its owner's count of it
+     * is summed; the total is exact, a single class briefly off. */
+    for (unsigned c = 0; c < ZP_NCLASSES; c++)
+        if (s->live[c] < 0) s->live[c] = 0;
+}
+
+static size_t class_page_bytes(unsigned c) {
+    unsigned kind = zp_kind_of_size(zp_class_size(c));
+    return kind == ZP_KIND_SMALL    ? (size_t)1 << ZP_SMALL_PAGE_SHIFT
+           : kind == ZP_KIND_MEDIUM ? (size_t)1 << ZP_MEDIUM_PAGE_SHIFT
+                                    : ZP_SEG_SIZE - ZP_HDR_SIZE;
+}
+
+static void fill(const class_sums *s, zm_be_stats *out) {
+    size_t small = 0;
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) small += (size_t)s->live[c] * zp_class_size(c);
+    size_t huge_live = atomic_load_explicit(&zp_stat.huge_live, memory_order_relaxed);
+    size_t active = atomic_load_explicit(&zp_stat.active, memory_order_relaxed);
+    size_t committed = atomic_load_explicit(&zp_stat.committed, memory_order_relaxed);
+    size_t mapped = atomic_load_explicit(&zp_stat.mapped, memory_order_relaxed);
+    out->allocated = small + huge_live;
+    out->active = active > out->allocated ? active : out->allocated;
+    out->resident = committed > out->active ? committed : out->active;
+    out->retained = mapped > out->resident ? mapped - out->resident : 0;
+    out->muzzy = 0;
+    out->frag_smallbins = out->active - out->allocated;
+}
+
+void zm_be_get_stats(int refresh, zm_be_stats *out) {
+    (void)refresh; /* counters are always current */
+    class_sums s;
+    sum_classes(&s);
+    fill(&s, out);
+}
+
+void zm_be_print_stats(FILE *out, int json) {
+    class_sums s;
+    sum_classes(&s);
+    zm_be_stats st;
+    fill(&s, &st);
+    size_t segments = atomic_load_explicit(&zp_stat.segments, memory_order_relaxed);
+    size_t abandoned = atomic_load_explicit(&zp_stat.abandoned, memory_order_relaxed);
+    size_t huge_count = atomic_load_explicit(&zp_stat.huge_count, memory_order_relaxed);
+    size_t huge_live = atomic_load_explicit(&zp_stat.huge_live, memory_order_relaxed);
+    if (json) {
+        fprintf(out,
+                "{\"backend\":\"pool\",\"allocated\":%zu,\"active\":%zu,\"resident\":%zu,"
+                "\"retained\":%zu,\"muzzy\":%zu,\"frag_smallbins\":%zu,\"segments\":%zu,"
+                "\"abandoned_segments\":%zu,\"huge\":{\"blocks\":%zu,\"bytes\":%zu},"
+                "\"classes\":[",
+                st.allocated, st.active, st.resident, st.retained, st.muzzy,
+                st.frag_smallbins, segments, abandoned, huge_count, huge_live);
+        int first = 1;
+        for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+            long pages = atomic_load_explicit(&zp_stat.class_pages[c], memory_order_relaxed);
+            if (pages <= 0 && s.live[c] == 0) continue;
+            size_t held = (size_t)(pages > 0 ? pages : 0) * class_page_bytes(c);
+            size_t used = (size_t)s.live[c] * zp_class_size(c);
+            fprintf(out, "%s{\"size\":%zu,\"blocks\":%ld,\"pages\":%ld,\"waste\":%zu}",
+                    first ? "" : ",", zp_class_size(c), s.live[c], pages,
+                    held > used ? held - used : 0);
+            first = 0;
+        }
+        fprintf(out, "]}\n");
+        return;
+    }
+    fprintf(out,
+            "pool allocator\n"
+            "  allocated %zu  active %zu  resident %zu  retained %zu  muzzy %zu\n"
+            "  frag_smallbins %zu  segments %zu (abandoned %zu)  huge blocks %zu (%zu bytes)\n"
+            "  %10s %12s %8s %14s\n",
+            st.allocated, st.active, st.resident, st.retained, st.muzzy, st.frag_smallbins,
+            segments, abandoned, huge_count, huge_live, "class", "blocks", "pages", "waste");
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+        long pages = atomic_load_explicit(&zp_stat.class_pages[c], memory_order_relaxed);
+        if (pages <= 0 && s.live[c] == 0) continue;
+        size_t held = (size_t)(pages > 0 ? pages : 0) * class_page_bytes(c);
+        size_t used = (size_t)s.live[c] * zp_class_size(c);
+        fprintf(out, "  %10zu %12ld %8ld %14zu\n", zp_class_size(c), s.live[c], pages,
+                held > used ? held - used : 0);
+    }
+}
