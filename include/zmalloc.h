@@ -262,14 +262,54 @@ void zmalloc_set_memory_limit(size_t bytes);
 size_t zmalloc_get_memory_limit(void);
 
 /* Extension: verification mode (build with ZMALLOC_DEBUG=1; in other builds
- * both functions do nothing and return 0). zmalloc_verify() checks every
- * live and quarantined block's guard zones and fill patterns, reports each
- * problem on stderr and returns how many it found. zmalloc_report_leaks()
- * prints live blocks grouped by allocation site, largest first, and returns
- * the number of live blocks. ZMALLOC_LEAK_REPORT=1 in the environment runs
- * it at exit. */
+ * both functions do nothing and return 0). Every block then carries guard
+ * zones; a write past its end or before its start, a double free or a free
+ * of a pointer zmalloc never returned is reported on stderr ("zmalloc: heap
+ * overflow|heap underflow|double free|invalid free ...": address, requested
+ * size, the wrong bytes, the allocation site) and aborts, at the latest when
+ * the block is freed or reallocated. Freed blocks are filled with 0xdf and
+ * kept in a bounded quarantine (2048 blocks, 4 MiB), so a write into one is
+ * reported ("zmalloc: use after free ...") by zmalloc_verify() or when it
+ * leaves the quarantine. New blocks are filled with 0xbe (zcalloc: zeros);
+ * zmalloc_usable_size() is exactly the requested size; zrealloc always
+ * moves the block.
+ * zmalloc_verify() checks every live and quarantined block's guard zones
+ * and fill patterns, reports each problem on stderr and returns how many it
+ * found; it never aborts. zmalloc_report_leaks() prints live blocks grouped
+ * by allocation site, largest first, and returns the number of live blocks.
+ * ZMALLOC_LEAK_REPORT=1 in the environment runs it (to stderr) at exit. */
 int zmalloc_verify(void);
 size_t zmalloc_report_leaks(FILE *out);
+
+/* Extension: allocation sites as file:line in verification reports. Define
+ * ZMALLOC_DEBUG_SITES before including this header (in a verification
+ * build; elsewhere it changes nothing) and the allocating calls below
+ * become macros that record __FILE__ and __LINE__ before calling the real
+ * function; without it a site is the caller's return address, symbolised
+ * with dladdr(). zfree and the function names themselves (taking their
+ * address) are untouched. */
+#if ZMALLOC_DEBUG_BUILD
+void zmalloc_debug_site(const char *file, int line);
+#if defined(ZMALLOC_DEBUG_SITES)
+#define ZMALLOC_AT_SITE_(call) (zmalloc_debug_site(__FILE__, __LINE__), call)
+#define zmalloc(...) ZMALLOC_AT_SITE_(zmalloc(__VA_ARGS__))
+#define zcalloc(...) ZMALLOC_AT_SITE_(zcalloc(__VA_ARGS__))
+#define zcalloc_num(...) ZMALLOC_AT_SITE_(zcalloc_num(__VA_ARGS__))
+#define zrealloc(...) ZMALLOC_AT_SITE_(zrealloc(__VA_ARGS__))
+#define ztrymalloc(...) ZMALLOC_AT_SITE_(ztrymalloc(__VA_ARGS__))
+#define ztrycalloc(...) ZMALLOC_AT_SITE_(ztrycalloc(__VA_ARGS__))
+#define ztryrealloc(...) ZMALLOC_AT_SITE_(ztryrealloc(__VA_ARGS__))
+#define zmalloc_usable(...) ZMALLOC_AT_SITE_(zmalloc_usable(__VA_ARGS__))
+#define zcalloc_usable(...) ZMALLOC_AT_SITE_(zcalloc_usable(__VA_ARGS__))
+#define zrealloc_usable(...) ZMALLOC_AT_SITE_(zrealloc_usable(__VA_ARGS__))
+#define ztrymalloc_usable(...) ZMALLOC_AT_SITE_(ztrymalloc_usable(__VA_ARGS__))
+#define ztrycalloc_usable(...) ZMALLOC_AT_SITE_(ztrycalloc_usable(__VA_ARGS__))
+#define ztryrealloc_usable(...) ZMALLOC_AT_SITE_(ztryrealloc_usable(__VA_ARGS__))
+#define zstrdup(...) ZMALLOC_AT_SITE_(zstrdup(__VA_ARGS__))
+#define zmalloc_aligned(...) ZMALLOC_AT_SITE_(zmalloc_aligned(__VA_ARGS__))
+#define ztrymalloc_aligned(...) ZMALLOC_AT_SITE_(ztrymalloc_aligned(__VA_ARGS__))
+#endif
+#endif
 
 #ifdef __cplusplus
 }
