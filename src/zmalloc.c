@@ -434,7 +434,29 @@ size_t zmalloc_used_memory(void) {
  * jemalloc-only entries
  * --------------------------------------------------------------------- */
 
-#if ZMALLOC_BACKEND_JEMALLOC
+#if ZMALLOC_BACKEND_JEMALLOC && ZMALLOC_DEBUG_BUILD
+/* Verification build: the flags (tcache, arena) are ignored so that these
+ * blocks too go through the verification layer and mix with zfree. */
+void *zmalloc_with_flags(size_t size, int flags) {
+    (void)flags;
+    ZM_NOTE_CALLER();
+    return or_oom(allocate(OP_MALLOC, NULL, size, 0, NULL), size);
+}
+
+void *zrealloc_with_flags(void *ptr, size_t size, int flags) {
+    (void)flags;
+    ZM_NOTE_CALLER();
+    void *p = reallocate(ptr, size, NULL);
+    if (!p && size != 0) call_oom_handler(size);
+    return p;
+}
+
+void zfree_with_flags(void *ptr, int flags) {
+    (void)flags;
+    ZM_NOTE_CALLER();
+    release(ptr, NULL);
+}
+#elif ZMALLOC_BACKEND_JEMALLOC
 void *zmalloc_with_flags(size_t size, int flags) {
     size_t usable;
     if (TOO_BIG(size)) {
@@ -475,7 +497,9 @@ void zfree_with_flags(void *ptr, int flags) {
     zm_account_add(-(long long)zm_be_usable_size(ptr));
     zm_be_je_dallocx(ptr, flags);
 }
+#endif
 
+#if ZMALLOC_BACKEND_JEMALLOC
 /* jemalloc's MALLOCX_TCACHE_NONE, MALLOCX_TCACHE(-1) = ((-1) + 2) << 8,
  * spelt here so that the front end need not include jemalloc.h. */
 #define ZM_JE_TCACHE_NONE (1 << 8)
