@@ -280,6 +280,24 @@ done
         done
     done
 } >>"$MD"
+# Targets of issue 7: throughput within 3% of jemalloc (median per cell),
+# fragmentation after the deletes no worse than jemalloc's. Reported, not
+# enforced: two shared cores are noisy.
+THR_MIN=$(grep -E '^\| [A-Z]+ \|' "$MD" | awk -F'|' '{gsub(/ /, "", $6); print $6}' | sort -g | head -n 1)
+THR_OK=$(awk -v m="${THR_MIN:-0}" 'BEGIN {print (m >= 0.97) ? "true" : "false"}')
+frag_of() { awk -v b="$1" -v s="$2" -v c="$3" '$1==b && $2==s {print $c}' "$MEM"; }
+FRAG_A=$(frag_of "$A" delete-half 6)
+FRAG_B=$(frag_of "$B" delete-half 6)
+AFRAG_A=$(frag_of "$A" delete-half 7)
+AFRAG_B=$(frag_of "$B" delete-half 7)
+FRAG_OK=$(awk -v a="$FRAG_A" -v b="$FRAG_B" -v c="$AFRAG_A" -v d="$AFRAG_B" 'BEGIN {print (a <= b && c <= d) ? "true" : "false"}')
+{
+    echo
+    echo "### Against the targets"
+    echo
+    echo "- throughput: lowest $A / $B median ratio $THR_MIN (target >= 0.97): $([ "$THR_OK" = true ] && echo met || echo 'not met')"
+    echo "- after deleting half: mem_fragmentation_ratio $A $FRAG_A vs $B $FRAG_B, allocator_frag_ratio $A $AFRAG_A vs $B $AFRAG_B (target: no worse): $([ "$FRAG_OK" = true ] && echo met || echo 'not met')"
+} >>"$MD"
 MEM_JSON=$(awk 'BEGIN {n=0} {if (n++) printf ",\n"; printf "    {\"backend\": \"%s\", \"step\": \"%s\", \"keys\": %s, \"used_memory\": %s, \"used_memory_rss\": %s, \"mem_fragmentation_ratio\": %s, \"allocator_frag_ratio\": %s, \"allocator_allocated\": %s, \"allocator_active\": %s, \"allocator_resident\": %s}", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' "$MEM")
 cat >"$JSON" <<EOF
 {
@@ -291,6 +309,7 @@ cat >"$JSON" <<EOF
   "benchmark": {"requests": $REQUESTS, "pipeline": $PIPELINE, "clients": $CLIENTS, "rounds": $REPS, "keyspace": 100000},
   "throughput": [$THR_JSON
   ],
+  "targets": {"throughput_min_ratio": ${THR_MIN:-0}, "throughput_within_3pct": $THR_OK, "frag_after_delete": {"$A": {"mem_fragmentation_ratio": $FRAG_A, "allocator_frag_ratio": $AFRAG_A}, "$B": {"mem_fragmentation_ratio": $FRAG_B, "allocator_frag_ratio": $AFRAG_B}}, "frag_no_worse": $FRAG_OK},
   "memory_keys": $NKEYS,
   "memory": [
 $MEM_JSON
