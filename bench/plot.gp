@@ -12,11 +12,13 @@ if (system("test -f ".dir."/churn.dat && echo 1") eq "1") {
   set xlabel "threads"
   set ylabel "million ops/s"
   set logscale x 2
-  set xtics (1, 2, 4, 8, 16)
+  set xrange [0.8:10]
+  set xtics ("1" 1, "2" 2, "4" 4, "8" 8)
   set yrange [0:*]
   plot for [i=2:nb+1] dir."/churn.dat" using 1:i with linespoints lw 2 pt 7 title columnheader(i)
   unset logscale x
   unset xlabel
+  set autoscale x
   set xtics autofreq
 }
 
@@ -24,7 +26,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
-set xtics rotate by -30
+set xtics norotate nomirror font ",10"
 set yrange [0:*]
 
 if (system("test -f ".dir."/speed.dat && echo 1") eq "1") {

@@ -44,15 +44,18 @@ build_one() { # name, cmake flags...
   if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DZMALLOC_TESTS=OFF -DZMALLOC_BENCH=ON "$@" \
          >"$dir.log" 2>&1 ||
      ! cmake --build "$dir" -j "$JOBS" --target zmbench >>"$dir.log" 2>&1; then
+    [ -t 1 ] && printf '\r\033[K'
     echo "bench: skipped $name: build failed (log: $dir.log)"
     return 1
   fi
   return 0
 }
 
+# Progress: one line rewritten on a terminal, one line per build otherwise.
+if [ -t 1 ]; then say() { printf '\r\033[Kbench: building %s' "$1"; }; else say() { echo "bench: building $1"; }; fi
 built=()
 for b in "${want[@]}"; do
-  printf '\rbench: building %-24s' "$b"
+  say "$b"
   read -r -a f <<<"$(backend_flags "$b")"
   build_one "$b" "${f[@]}" && built+=("$b")
 done
@@ -62,13 +65,13 @@ wl=" ${WORKLOADS:-churn} "
 if [ -f src/debug.c ] && [[ "$wl" == *" churn "* ]]; then
   for b in pool libc; do
     [[ " ${built[*]} " == *" $b "* ]] || continue
-    printf '\rbench: building %-24s' "$b-debug"
+    say "$b-debug"
     build_one "$b-debug" -DZMALLOC_MALLOC=$b -DZMALLOC_DEBUG=ON && debug_built+=("$b-debug")
   done
 elif [ ! -f src/debug.c ]; then
   echo "bench: no verification-mode build (src/debug.c does not exist yet)"
 fi
-printf '\r%-50s\r' ""
+[ -t 1 ] && printf '\r\033[K'
 [[ " ${built[*]} " == *" pool "* ]] || echo "bench: the pool backend is not in this run (not built or not asked for)"
 if [ ${#built[@]} -eq 0 ]; then echo "bench: nothing built"; exit 1; fi
 echo "bench: backends ${built[*]}${debug_built:+ + ${debug_built[*]}}"

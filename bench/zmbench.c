@@ -209,7 +209,7 @@ static void *churn_thread(void *v) {
 
 static void wl_churn(int threads, double scale) {
     team tm;
-    long ops = (long)(6000000 * scale) / threads; /* same total work at any thread count */
+    long ops = (long)(4000000 * scale) / threads; /* same total work at any thread count */
     churn_arg *args = hmap(sizeof(churn_arg) * (size_t)threads);
     for (int i = 0; i < threads; i++) args[i] = (churn_arg){&tm, ops, i};
     double el;
