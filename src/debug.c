@@ -3,11 +3,14 @@
  *
  * Block layout. Each request of n bytes becomes one backend block:
  *
- *     raw                          user                    user+n
- *     | .... front guard (16 B) ....| n requested bytes      | tail guard (16 B) |
+ *     raw                                   user                  user+n
+ *     | header (16 B) | front guard (16 B) | n requested bytes    | tail guard (16 B) |
  *
- * The front region is 16 bytes (keeping the backend's 16-byte alignment) or,
- * for an alignment A > 16, A bytes of which the last 16 are the guard. Guard
+ * The front region is 32 bytes (keeping the backend's 16-byte alignment) or,
+ * for an alignment A > 32, A bytes of which the last 32 are header and
+ * guard. The header (size, and a check word over pointer, size and state)
+ * is a hint that lets zm_dbg_usable_size() and the start of a free skip the
+ * lock; the table below stays the authority. Guard
  * bytes hold GUARD_BYTE, new blocks NEW_BYTE (zcalloc: zeros), freed blocks
  * FREED_BYTE. Nothing the layer needs lives inside the block, so a stray
  * write can damage only guard bytes, which is what we look for.
@@ -57,6 +60,8 @@
 
 #define NSHARDS 64
 #define GUARD 16                  /* guard bytes checked on each side      */
+#define HEADER 16                 /* size and check word before the guard  */
+#define FRONT (HEADER + GUARD)    /* front region of a plain block         */
 #define NEW_BYTE 0xBE             /* fresh block (not zcalloc)             */
 #define GUARD_BYTE 0xFD           /* front and tail guards                 */
 #define FREED_BYTE 0xDF           /* freed block in quarantine             */
@@ -123,6 +128,34 @@ static inline shard *shard_of(const void *p, size_t *hash) {
     h ^= h >> 29;
     *hash = (size_t)(h >> 6);
     return &shards[h & (NSHARDS - 1)];
+}
+
+/* The in-band header: two words just before the front guard, a copy of the
+ * size and a check word binding it to the pointer and the state. It lets
+ * zm_dbg_usable_size() and the start of a free run without a lock; the
+ * table stays the authority (a header that does not check out sends the
+ * caller to the locked path). */
+enum { LIVE_TAG = 0x4c49, FREED_TAG = 0x4652 };
+
+static inline uint64_t header_check(const unsigned char *user, size_t size, uint64_t tag) {
+    return ((uint64_t)size * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)user ^
+           (tag << 48) ^ 0x5a6d616c6c6f6321ull;
+}
+
+static inline void header_set(unsigned char *user, size_t size, uint64_t tag) {
+    uint64_t h[2] = {size, header_check(user, size, tag)};
+    memcpy(user - FRONT, h, sizeof h);
+}
+
+/* The size of the live block at user if its header checks out, else 0.
+ * Reads the header only when it lies on user's own page (mapped), so any
+ * pointer is safe to ask about. */
+static inline size_t header_live_size(const unsigned char *user) {
+    if (((uintptr_t)user & 4095) < FRONT) return 0;
+    uint64_t h[2];
+    memcpy(h, user - FRONT, sizeof h);
+    if (h[0] == 0 || h[0] >= SIZE_MAX / 2 || h[1] != header_check(user, h[0], LIVE_TAG)) return 0;
+    return (size_t)h[0];
 }
 
 /* ---------------------------------------------------------------------
@@ -398,18 +431,37 @@ static void table_remove(shard *sh, dbg_block *b) {
     }
 }
 
-/* Takes the oldest quarantined block out of the shard: checks its fill
- * (problems into s), unlinks it and gives it back to the backend. */
-static void quarantine_evict_one(shard *sh, sink *s) {
+/* Blocks taken out of a quarantine under the lock, checked and given back
+ * to the backend after it (they are still ours until then). */
+typedef struct evicted {
+    size_t n;
+    dbg_block b[16];
+} evicted;
+
+static void release_evicted(const dbg_block *b, sink *s) {
+    check_block(b, s);
+    zm_be_free(b->raw, b->raw_size);
+}
+
+/* Takes the oldest quarantined block out of the shard (sh locked) into ev,
+ * or, when ev is NULL or full, checks and releases it at once. */
+static void quarantine_evict_one(shard *sh, evicted *ev, sink *s) {
     dbg_block *b = sh->q_head;
     sh->q_head = b->qnext;
     if (!sh->q_head) sh->q_tail = NULL;
     sh->q_count--;
     sh->q_bytes -= b->size;
-    check_block(b, s);
     table_remove(sh, b);
-    zm_be_free(b->raw, b->raw_size);
+    if (ev && ev->n < sizeof ev->b / sizeof ev->b[0])
+        ev->b[ev->n++] = *b;
+    else
+        release_evicted(b, s);
     record_free(sh, b);
+}
+
+static void finish_evicted(evicted *ev, sink *s) {
+    for (size_t i = 0; i < ev->n; i++) release_evicted(&ev->b[i], s);
+    if (s->n || s->lost) print_sink(s);
 }
 
 /* Empties every quarantine (before giving up on an allocation). */
@@ -418,7 +470,7 @@ static void quarantine_drain(void) {
         sink s;
         sink_init(&s, 0);
         pthread_mutex_lock(&shards[i].lock);
-        while (shards[i].q_head) quarantine_evict_one(&shards[i], &s);
+        while (shards[i].q_head) quarantine_evict_one(&shards[i], NULL, &s);
         pthread_mutex_unlock(&shards[i].lock);
         print_sink(&s);
     }
@@ -429,12 +481,12 @@ static void quarantine_drain(void) {
  * --------------------------------------------------------------------- */
 
 static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
-    size_t front = align > GUARD ? align : GUARD;
+    size_t front = align > FRONT ? align : FRONT;
     size_t total = front + size + GUARD, raw_size = 0;
     unsigned char *raw = NULL;
     for (int attempt = 0; attempt < 2 && !raw; attempt++) {
         if (attempt) quarantine_drain();
-        if (align > GUARD)
+        if (align > 16)
             raw = zm_be_aligned_alloc(align, total, &raw_size);
         else if (zero)
             raw = zm_be_calloc(total, &raw_size);
@@ -443,11 +495,12 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
     }
     if (!raw) return NULL;
     unsigned char *user = raw + front;
+    header_set(user, size, LIVE_TAG);
     memset(user - GUARD, GUARD_BYTE, GUARD);
     memset(user + size, GUARD_BYTE, GUARD);
     if (!zero)
         memset(user, NEW_BYTE, size);
-    else if (align > GUARD)
+    else if (align > 16)
         memset(user, 0, size);
 
     size_t hash;
@@ -494,7 +547,9 @@ void *zm_dbg_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
 }
 
 size_t zm_dbg_usable_size(const void *ptr) {
-    size_t hash, size = 0;
+    size_t size = header_live_size(ptr);
+    if (__builtin_expect(size != 0, 1)) return size;
+    size_t hash;
     shard *sh = shard_of(ptr, &hash);
     pthread_mutex_lock(&sh->lock);
     dbg_block *b = table_find(sh, hash, ptr);
@@ -578,15 +633,19 @@ static void validate_locked(shard *sh, const void *ptr, dbg_block *b, const char
 
 /* Moves a validated live block to its shard's quarantine (a block larger
  * than the quarantine goes straight back to the backend), evicting the
- * oldest blocks beyond the limits. sh is locked. */
-static void retire_locked(shard *sh, dbg_block *b, sink *s) {
+ * oldest blocks beyond the limits into ev. sh is locked. filled: the caller
+ * already wrote the freed fill and header. */
+static void retire_locked(shard *sh, dbg_block *b, int filled, evicted *ev, sink *s) {
     if (b->size > Q_BYTES) {
         table_remove(sh, b);
         zm_be_free(b->raw, b->raw_size);
         record_free(sh, b);
         return;
     }
-    memset(b->user, FREED_BYTE, b->size);
+    if (!filled) {
+        memset(b->user, FREED_BYTE, b->size);
+        header_set(b->user, b->size, FREED_TAG);
+    }
     b->freed = 1;
     b->free_ra = site.ra;
     b->qnext = NULL;
@@ -597,21 +656,35 @@ static void retire_locked(shard *sh, dbg_block *b, sink *s) {
     sh->q_tail = b;
     sh->q_count++;
     sh->q_bytes += b->size;
-    while (sh->q_count > Q_COUNT || sh->q_bytes > Q_BYTES) quarantine_evict_one(sh, s);
+    while (sh->q_count > Q_COUNT || sh->q_bytes > Q_BYTES) quarantine_evict_one(sh, ev, s);
 }
 
 void zm_dbg_free(void *ptr, size_t usable) {
     (void)usable;
+    unsigned char *user = ptr;
+    /* The expensive part, the freed fill, is done before taking the lock
+     * when the header vouches for the block and its guards are intact;
+     * otherwise the locked path below checks (and reports) everything. */
+    size_t size = header_live_size(user);
+    int filled = 0;
+    if (size && size <= Q_BYTES && memcmp(user - GUARD, guard_pattern, GUARD) == 0 &&
+        memcmp(user + size, guard_pattern, GUARD) == 0) {
+        memset(user, FREED_BYTE, size);
+        header_set(user, size, FREED_TAG);
+        filled = 1;
+    }
     size_t hash;
     shard *sh = shard_of(ptr, &hash);
+    evicted ev;
+    ev.n = 0;
     sink s;
     sink_init(&s, 0);
     pthread_mutex_lock(&sh->lock);
     dbg_block *b = table_find(sh, hash, ptr);
     validate_locked(sh, ptr, b, "zfree");
-    retire_locked(sh, b, &s);
+    retire_locked(sh, b, filled, &ev, &s);
     pthread_mutex_unlock(&sh->lock);
-    if (s.n || s.lost) print_sink(&s);
+    finish_evicted(&ev, &s);
 }
 
 void *zm_dbg_realloc(void *ptr, size_t size, size_t *usable) {
@@ -627,14 +700,16 @@ void *zm_dbg_realloc(void *ptr, size_t size, size_t *usable) {
     if (!p) return NULL;
     memcpy(p, ptr, old < size ? old : size);
 
+    evicted ev;
+    ev.n = 0;
     sink s;
     sink_init(&s, 0);
     pthread_mutex_lock(&sh->lock);
     b = table_find(sh, hash, ptr); /* another thread may have freed it meanwhile */
     validate_locked(sh, ptr, b, "zrealloc");
-    retire_locked(sh, b, &s);
+    retire_locked(sh, b, 0, &ev, &s);
     pthread_mutex_unlock(&sh->lock);
-    if (s.n || s.lost) print_sink(&s);
+    finish_evicted(&ev, &s);
     return p;
 }
 
