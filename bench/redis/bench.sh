@@ -23,6 +23,9 @@
 #   BENCH_REBUILD=1  rebuild both Redis trees even when they look current
 #   BENCH_BACKENDS   the two backends compared (default "pool jemalloc")
 set -euo pipefail
+# The whole script is one compound command, read in full before it runs, so
+# editing this file during a run cannot change what the running copy does.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RB=$ROOT/build/redis
@@ -318,3 +321,5 @@ $MEM_JSON
 EOF
 cat "$MD"
 log "wrote $MD and $JSON in $(($(date +%s) - T0))s"
+exit 0
+}
