@@ -8,6 +8,13 @@
 # and the pool (plus the verification layer in a debug build), not the Redis
 # front end. Everything but the malloc API is hidden, so a program that links
 # libzmalloc itself keeps its own copy.
+# A sanitizer build would put an instrumented allocator under the
+# sanitizer's own malloc: nothing to test there, so no preload library.
+if(ZMALLOC_SANITIZE)
+  message(STATUS "preload library skipped in a sanitizer build")
+  return()
+endif()
+
 set(ZM_PRELOAD_SOURCES src/preload.c src/platform.c ${ZM_BACKEND_SOURCES})
 set(ZM_PRELOAD_NAME zmalloc-preload)
 if(ZMALLOC_DEBUG)

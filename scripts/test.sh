@@ -83,6 +83,23 @@ else
   echo "skipped fuzz: clang not installed"
 fi
 
+# Real programs under the preload library of the pool build (tests/preload):
+# its "preload: N passed, M failed" line adds to the totals.
+if [ -f tests/preload/run.sh ] && [[ " ${backends[*]} " == *" pool "* ]]; then
+  echo "== preload"
+  bash tests/preload/run.sh "$BUILD/test-pool" >"$BUILD/test-preload.log" 2>&1
+  rc=$?
+  sed 's/^/   /' "$BUILD/test-preload.log"
+  line=$(grep -E '^preload: [0-9]+ passed, [0-9]+ failed' "$BUILD/test-preload.log" | tail -1)
+  p=$(echo "$line" | sed -nE 's/^preload: ([0-9]+) passed.*/\1/p')
+  f=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ $rc -ne 0 ]; then
+    [ "${f:-0}" -eq 0 ] && failed=$((failed + 1))
+    failures+=("preload")
+  fi
+fi
+
 [ ${#failures[@]} -gt 0 ] && echo "failed suites: ${failures[*]}"
 echo "make test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
