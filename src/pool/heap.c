@@ -92,6 +92,9 @@ static zp_heap *heap_struct_alloc(void) {
 
 static ZP_COLD zp_heap *heap_init_thread(void) {
     zp_lock_acquire(&global_lock);
+    /* platform.c caches the page size in a plain variable: its first write
+     * happens here, under the lock every thread takes before it maps. */
+    (void)zm_os_page_size();
     zp_heap *heap = heap_struct_alloc();
     if (heap) {
         heap_reset(heap);
