@@ -58,15 +58,15 @@
 #include "platform.h"
 #include "zmalloc.h"
 
-#define NSHARDS 64
+#define NSHARDS 32 /* fork_prepare holds them all: TSan tracks at most 64 held locks */
 #define GUARD 16                  /* guard bytes checked on each side      */
 #define HEADER 16                 /* size and check word before the guard  */
 #define FRONT (HEADER + GUARD)    /* front region of a plain block         */
 #define NEW_BYTE 0xBE             /* fresh block (not zcalloc)             */
 #define GUARD_BYTE 0xFD           /* front and tail guards                 */
 #define FREED_BYTE 0xDF           /* freed block in quarantine             */
-#define Q_COUNT 32                /* per shard: 2048 blocks in all ...     */
-#define Q_BYTES ((size_t)64 << 10) /* ... and at most 4 MiB                 */
+#define Q_COUNT 64                /* per shard: 2048 blocks in all ...     */
+#define Q_BYTES ((size_t)128 << 10) /* ... and at most 4 MiB                */
 #define INITIAL_BUCKETS 1024
 #define RECORD_CHUNK ((size_t)64 << 10)
 #define MAX_WRONG 8 /* wrong bytes quoted per report */
