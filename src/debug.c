@@ -56,16 +56,25 @@
 
 #include "backend.h"
 #include "platform.h"
+
+/* Under ASan, LeakSanitizer must see the backend pointers our records hold
+ * (records live in zm_os_map memory, which it does not scan). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define REGISTER_ROOTS(p, n) __lsan_register_root_region((p), (n))
+#else
+#define REGISTER_ROOTS(p, n) ((void)0)
+#endif
 #include "zmalloc.h"
 
-#define NSHARDS 32 /* fork_prepare holds them all: TSan tracks at most 64 held locks */
-#define GUARD 16                  /* guard bytes checked on each side      */
-#define HEADER 16                 /* size and check word before the guard  */
-#define FRONT (HEADER + GUARD)    /* front region of a plain block         */
-#define NEW_BYTE 0xBE             /* fresh block (not zcalloc)             */
-#define GUARD_BYTE 0xFD           /* front and tail guards                 */
-#define FREED_BYTE 0xDF           /* freed block in quarantine             */
-#define Q_COUNT 64                /* per shard: 2048 blocks in all ...     */
+#define NSHARDS 32             /* fork_prepare holds them all: TSan tracks at most 64 held locks */
+#define GUARD 16               /* guard bytes checked on each side      */
+#define HEADER 16              /* size and check word before the guard  */
+#define FRONT (HEADER + GUARD) /* front region of a plain block         */
+#define NEW_BYTE 0xBE          /* fresh block (not zcalloc)             */
+#define GUARD_BYTE 0xFD        /* front and tail guards                 */
+#define FREED_BYTE 0xDF        /* freed block in quarantine             */
+#define Q_COUNT 64             /* per shard: 2048 blocks in all ...     */
 #define Q_BYTES ((size_t)128 << 10) /* ... and at most 4 MiB                */
 #define INITIAL_BUCKETS 1024
 #define RECORD_CHUNK ((size_t)64 << 10)
@@ -84,9 +93,9 @@ typedef struct dbg_block {
     size_t raw_size;         /* its usable size, for zm_be_free         */
     const char *file;        /* allocation site: file:line if known,    */
     int line;
-    int freed;               /* 1 while in quarantine                   */
-    void *alloc_ra;          /* else the caller's return address        */
-    void *free_ra;           /* who freed it (quarantined blocks)       */
+    int freed;      /* 1 while in quarantine                   */
+    void *alloc_ra; /* else the caller's return address        */
+    void *free_ra;  /* who freed it (quarantined blocks)       */
 } dbg_block;
 
 typedef struct shard {
@@ -138,8 +147,8 @@ static inline shard *shard_of(const void *p, size_t *hash) {
 enum { LIVE_TAG = 0x4c49, FREED_TAG = 0x4652 };
 
 static inline uint64_t header_check(const unsigned char *user, size_t size, uint64_t tag) {
-    return ((uint64_t)size * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)user ^
-           (tag << 48) ^ 0x5a6d616c6c6f6321ull;
+    return ((uint64_t)size * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)user ^ (tag << 48) ^
+           0x5a6d616c6c6f6321ull;
 }
 
 static inline void header_set(unsigned char *user, size_t size, uint64_t tag) {
@@ -151,7 +160,8 @@ static inline void header_set(unsigned char *user, size_t size, uint64_t tag) {
  * Reads the header only when it lies on user's own page (mapped), so any
  * pointer is safe to ask about (ASan would flag the read before a global
  * or stack object that an invalid free passes in, hence the attribute). */
-__attribute__((no_sanitize_address)) static inline size_t header_live_size(const unsigned char *user) {
+__attribute__((no_sanitize_address)) static inline size_t
+header_live_size(const unsigned char *user) {
     if (((uintptr_t)user & 4095) < FRONT) return 0;
     uint64_t h[2];
     memcpy(h, user - FRONT, sizeof h);
@@ -167,8 +177,8 @@ enum { P_OVERFLOW, P_UNDERFLOW, P_USE_AFTER_FREE, P_DOUBLE_FREE, P_INVALID_FREE 
 
 typedef struct problem {
     int kind;
-    dbg_block b;      /* copy of the record                    */
-    size_t nwrong;    /* bytes found wrong in total            */
+    dbg_block b;         /* copy of the record                    */
+    size_t nwrong;       /* bytes found wrong in total            */
     long off[MAX_WRONG]; /* offsets from the user pointer      */
     unsigned char val[MAX_WRONG];
 } problem;
@@ -316,10 +326,12 @@ static void flush_line(line_buf *l) {
 }
 
 static void put_wrong(line_buf *l, const problem *p, unsigned expected) {
-    put(l, "; %zu byte%s found wrong (offset from the block start=value, expected 0x%02x):",
-        p->nwrong, p->nwrong == 1 ? "" : "s", expected);
+    put(l,
+        "; %zu byte%s found wrong (offset from the block start=value, expected 0x%02x):", p->nwrong,
+        p->nwrong == 1 ? "" : "s", expected);
     size_t shown = p->nwrong < MAX_WRONG ? p->nwrong : MAX_WRONG;
-    for (size_t i = 0; i < shown; i++) put(l, " %ld=0x%02x", p->off[i], p->val[i]);
+    for (size_t i = 0; i < shown; i++)
+        put(l, " %ld=0x%02x", p->off[i], p->val[i]);
     if (shown < p->nwrong) put(l, " ...");
 }
 
@@ -350,7 +362,8 @@ static void print_problem(const problem *p) {
 }
 
 static void print_sink(const sink *s) {
-    for (size_t i = 0; i < s->n; i++) print_problem(&s->items[i]);
+    for (size_t i = 0; i < s->n; i++)
+        print_problem(&s->items[i]);
     if (s->lost) {
         line_buf l = {.len = 0};
         put(&l, "zmalloc: ... and %zu more problems not shown", s->lost);
@@ -366,6 +379,7 @@ static dbg_block *record_new(shard *sh) {
     if (!sh->spare) {
         dbg_block *chunk = zm_os_map(RECORD_CHUNK);
         if (!chunk) return NULL;
+        REGISTER_ROOTS(chunk, RECORD_CHUNK);
         size_t n = RECORD_CHUNK / sizeof(dbg_block);
         for (size_t i = 0; i < n; i++) {
             chunk[i].hnext = sh->spare;
@@ -461,7 +475,8 @@ static void quarantine_evict_one(shard *sh, evicted *ev, sink *s) {
 }
 
 static void finish_evicted(evicted *ev, sink *s) {
-    for (size_t i = 0; i < ev->n; i++) release_evicted(&ev->b[i], s);
+    for (size_t i = 0; i < ev->n; i++)
+        release_evicted(&ev->b[i], s);
     if (s->n || s->lost) print_sink(s);
 }
 
@@ -471,7 +486,8 @@ static void quarantine_drain(void) {
         sink s;
         sink_init(&s, 0);
         pthread_mutex_lock(&shards[i].lock);
-        while (shards[i].q_head) quarantine_evict_one(&shards[i], NULL, &s);
+        while (shards[i].q_head)
+            quarantine_evict_one(&shards[i], NULL, &s);
         pthread_mutex_unlock(&shards[i].lock);
         print_sink(&s);
     }
@@ -657,7 +673,8 @@ static void retire_locked(shard *sh, dbg_block *b, int filled, evicted *ev, sink
     sh->q_tail = b;
     sh->q_count++;
     sh->q_bytes += b->size;
-    while (sh->q_count > Q_COUNT || sh->q_bytes > Q_BYTES) quarantine_evict_one(sh, ev, s);
+    while (sh->q_count > Q_COUNT || sh->q_bytes > Q_BYTES)
+        quarantine_evict_one(sh, ev, s);
 }
 
 void zm_dbg_free(void *ptr, size_t usable) {
@@ -726,7 +743,8 @@ int zmalloc_verify(void) {
         shard *sh = &shards[i];
         pthread_mutex_lock(&sh->lock);
         for (size_t j = 0; sh->buckets && j <= sh->mask; j++)
-            for (dbg_block *b = sh->buckets[j]; b; b = b->hnext) found += check_block(b, &s);
+            for (dbg_block *b = sh->buckets[j]; b; b = b->hnext)
+                found += check_block(b, &s);
         pthread_mutex_unlock(&sh->lock);
     }
     print_sink(&s);
@@ -776,7 +794,8 @@ static void sift(leak *v, size_t i, size_t n, int (*cmp)(const leak *, const lea
 }
 
 static void sort_leaks(leak *v, size_t n, int (*cmp)(const leak *, const leak *)) {
-    for (size_t i = n / 2; i-- > 0;) sift(v, i, n, cmp);
+    for (size_t i = n / 2; i-- > 0;)
+        sift(v, i, n, cmp);
     for (size_t end = n; end-- > 1;) {
         leak t = v[0];
         v[0] = v[end];
@@ -827,7 +846,8 @@ size_t zmalloc_report_leaks(FILE *out) {
         }
     }
     sort_leaks(v, groups, size_cmp);
-    fprintf(out, "zmalloc: leak report: %zu live block%s, %zu bytes, from %zu allocation site%s%s\n",
+    fprintf(out,
+            "zmalloc: leak report: %zu live block%s, %zu bytes, from %zu allocation site%s%s\n",
             live, live == 1 ? "" : "s", total_bytes, groups, groups == 1 ? "" : "s",
             groups ? ", largest first:" : "");
     for (size_t i = 0; i < groups; i++) {
@@ -847,11 +867,13 @@ size_t zmalloc_report_leaks(FILE *out) {
  * --------------------------------------------------------------------- */
 
 static void fork_prepare(void) {
-    for (int i = 0; i < NSHARDS; i++) pthread_mutex_lock(&shards[i].lock);
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_lock(&shards[i].lock);
 }
 
 static void fork_release(void) {
-    for (int i = NSHARDS; i-- > 0;) pthread_mutex_unlock(&shards[i].lock);
+    for (int i = NSHARDS; i-- > 0;)
+        pthread_mutex_unlock(&shards[i].lock);
 }
 
 static void leak_report_at_exit(void) {

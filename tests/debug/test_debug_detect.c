@@ -30,7 +30,8 @@ static int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap) {
     close(pipefd[1]);
     size_t len = 0;
     ssize_t n;
-    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0) len += (size_t)n;
+    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
     buf[len] = '\0';
     close(pipefd[0]);
     int status;
@@ -154,8 +155,8 @@ static void test_fatal(void) {
     CHECK(expect_death(overflow_usable, NULL, "zmalloc: heap overflow", 1));
     CHECK(expect_death(overflow_aligned, (void *)(uintptr_t)64, "zmalloc: heap overflow", 1));
     CHECK(expect_death(overflow_aligned, (void *)(uintptr_t)4096, "zmalloc: heap overflow", 1));
-    CHECK(expect_death(overflow_aligned, (void *)(uintptr_t)(2u << 20), "zmalloc: heap overflow",
-                       1));
+    CHECK(
+        expect_death(overflow_aligned, (void *)(uintptr_t)(2u << 20), "zmalloc: heap overflow", 1));
 
     CHECK(expect_death(underflow, NULL, "zmalloc: heap underflow", 1));
     CHECK(run_child(underflow, NULL, buf, sizeof buf) == -SIGABRT);
@@ -175,7 +176,8 @@ static void test_fatal(void) {
 
     CHECK(run_child(overflow_no_site_macro, NULL, buf, sizeof buf) == -SIGABRT);
     CHECK(contains(buf, "zmalloc: heap overflow") && contains(buf, "allocated at 0x"));
-    printf("  site without macros: %s", strstr(buf, "allocated at") ? strstr(buf, "allocated at") : buf);
+    printf("  site without macros: %s",
+           strstr(buf, "allocated at") ? strstr(buf, "allocated at") : buf);
 }
 
 /* ---- non-fatal detections ---- */
@@ -186,11 +188,11 @@ static void verify_counts(void *arg) {
     char *live = zmalloc(16);
     char *clean = zmalloc(100);
     zfree(freed);
-    poke(freed, 3, 'G');  /* use after free, block still in quarantine */
-    poke(live, 16, 'H');  /* overflow of a live block */
+    poke(freed, 3, 'G'); /* use after free, block still in quarantine */
+    poke(live, 16, 'H'); /* overflow of a live block */
     int n = zmalloc_verify();
     int again = zmalloc_verify(); /* verify changes nothing: same count */
-    poke(freed, 3, 0xDF);        /* repair, and all is quiet again */
+    poke(freed, 3, 0xDF);         /* repair, and all is quiet again */
     poke(live, 16, 0xFD);
     int after = zmalloc_verify();
     zfree(live);
@@ -209,8 +211,10 @@ static void uaf_on_eviction(void *arg) {
      * (one block reused again and again would stay in one shard). */
     enum { N = 20000 };
     char **v = zmalloc(N * sizeof *v);
-    for (int i = 0; i < N; i++) v[i] = zmalloc(16 + (size_t)i % 200);
-    for (int i = 0; i < N; i++) zfree(v[i]);
+    for (int i = 0; i < N; i++)
+        v[i] = zmalloc(16 + (size_t)i % 200);
+    for (int i = 0; i < N; i++)
+        zfree(v[i]);
     zfree(v);
     _exit(zmalloc_verify() == 0 ? 7 : 8);
 }
@@ -243,11 +247,13 @@ static void test_contents(void) {
         CHECK_EQ_SIZE(zmalloc_used_memory(), base + want);
         CHECK(((uintptr_t)p & 15) == 0);
         size_t nonzero = 0;
-        for (size_t j = 0; j < want; j++) nonzero += p[j] != 0;
+        for (size_t j = 0; j < want; j++)
+            nonzero += p[j] != 0;
         CHECK_EQ_SIZE(nonzero, want); /* new blocks carry a non-zero fill */
         unsigned char *z = zcalloc(n);
         size_t zeros = 0;
-        for (size_t j = 0; j < want; j++) zeros += z[j] == 0;
+        for (size_t j = 0; j < want; j++)
+            zeros += z[j] == 0;
         CHECK_EQ_SIZE(zeros, want);
         CHECK_EQ_SIZE(zmalloc_usable_size(z), want);
         unsigned char *a = zmalloc_aligned(256, n);

@@ -80,6 +80,10 @@ static void *worker(void *arg) {
                 /* grow or shrink; the kept prefix must survive */
                 size_t n = pick_size(&r);
                 unsigned char *q = zrealloc(slot[i], n);
+                if (n == 0) { /* zrealloc(p, 0) frees */
+                    slot[i] = NULL;
+                    continue;
+                }
                 size_t keep = len[i] < n ? len[i] : n;
                 if (!tag_ok(q, keep, t)) atomic_fetch_add(&bad_content, 1);
                 slot[i] = q;
@@ -121,7 +125,8 @@ static void *worker(void *arg) {
         len[i] = n;
         if ((round & 1023) == 0) drain_mailbox(me);
     }
-    for (int i = 0; i < SLOTS; i++) zfree(slot[i]);
+    for (int i = 0; i < SLOTS; i++)
+        zfree(slot[i]);
     return NULL;
 }
 
@@ -150,11 +155,14 @@ static void *forker(void *arg) {
 int main(void) {
     size_t base = zmalloc_used_memory();
     pthread_t th[THREADS], f;
-    for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
     pthread_create(&f, NULL, forker, NULL);
-    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
     pthread_join(f, NULL);
-    for (int i = 0; i < THREADS; i++) drain_mailbox(i);
+    for (int i = 0; i < THREADS; i++)
+        drain_mailbox(i);
 
     CHECK_EQ_SIZE(atomic_load(&bad_content), 0);
     CHECK_EQ_SIZE(zmalloc_verify(), 0);

@@ -41,7 +41,8 @@ static void test_report(void) {
     static char buf[1 << 16];
     size_t base = report_to_string(buf, sizeof buf);
     void *small[3], *big, *anon[2], *gone;
-    for (int i = 0; i < 3; i++) small[i] = site_small();
+    for (int i = 0; i < 3; i++)
+        small[i] = site_small();
     big = zcalloc(1000);
     anon[0] = (zmalloc)(7);
     anon[1] = (zmalloc)(7);
@@ -68,7 +69,8 @@ static void test_report(void) {
     snprintf(head, sizeof head, "zmalloc: leak report: %zu live blocks", base + 6);
     CHECK(strstr(buf, head) == buf);
 
-    for (int i = 0; i < 3; i++) zfree(small[i]);
+    for (int i = 0; i < 3; i++)
+        zfree(small[i]);
     zfree(big);
     zfree(anon[0]);
     zfree(anon[1]);
@@ -77,7 +79,8 @@ static void test_report(void) {
 
 /* The child mode: leak two blocks at one line, one at another, exit. */
 static int leaky_child(void) {
-    for (int i = 0; i < 2; i++) (void)zmalloc(77);
+    for (int i = 0; i < 2; i++)
+        (void)zmalloc(77);
     (void)zstrdup("leaked string"); /* 14 bytes */
     return 0;
 }
@@ -98,7 +101,8 @@ static int run_self(const char *mode, const char *env, char *buf, size_t cap) {
     close(pipefd[1]);
     size_t len = 0;
     ssize_t n;
-    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0) len += (size_t)n;
+    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
     buf[len] = '\0';
     close(pipefd[0]);
     int status;
@@ -110,8 +114,8 @@ static void test_env(void) {
     static char buf[1 << 16];
     CHECK_EQ_SIZE(run_self("leak-child", "ZMALLOC_LEAK_REPORT=1", buf, sizeof buf), 0);
     printf("child stderr:\n%s", buf);
-    CHECK(strstr(buf, "zmalloc: leak report: 3 live blocks, 168 bytes, from 2 allocation sites")
-          != NULL);
+    CHECK(strstr(buf, "zmalloc: leak report: 3 live blocks, 168 bytes, from 2 allocation sites") !=
+          NULL);
     const char *a = strstr(buf, "  154 bytes in 2 blocks allocated at ");
     const char *b = strstr(buf, "  14 bytes in 1 block allocated at ");
     CHECK(a && b && a < b);
