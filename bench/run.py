@@ -232,9 +232,12 @@ def main():
     print(report.text_targets(doc))
     charts = report.charts(doc, a.out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp"))
     print(f"bench: results in {a.out}/results.json, results.csv" + (", " + ", ".join(charts) if charts else ""))
-    if os.environ.get("BENCH_DOCS", "1") != "0":
+    # A QUICK run is too small to document; BENCH_DOCS=1 forces it.
+    if os.environ.get("BENCH_DOCS", "0" if quick else "1") != "0":
         report.write_docs(doc, a.docs, a.out)
         print(f"bench: {a.docs} regenerated")
+    else:
+        print(f"bench: {a.docs} left as it is (QUICK=1 or BENCH_DOCS=0)")
     return 1 if errors else 0
 
 

@@ -13,10 +13,12 @@
 #                      fastpath smaps (default: all)
 #   THREADS="1 2 4 8"  thread counts of churn (prodcon uses the even ones
 #                      >= 2, account 1 and the largest <= 4)
-#   REPS=n             repetitions (default 3, QUICK 1... see run.py)
+#   REPS=n             repetitions (default 3, QUICK=1: 2)
+#   SCALE=x            work per workload (default 1, QUICK=1: 0.2)
 #   CALLGRIND=0        skip the callgrind instruction counts (full run only)
 #   BENCH_REDIS=0      skip the Redis server benchmark
-#   BENCH_DOCS=0       do not rewrite docs/benchmarks.md
+#   BENCH_DOCS=0       do not rewrite docs/benchmarks.md (QUICK=1 runs never do
+#                      unless BENCH_DOCS=1)
 set -u
 cd "$(dirname "$0")/.."
 . scripts/backends.sh
