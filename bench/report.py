@@ -515,14 +515,15 @@ def machine_block(doc):
     return "\n".join(lines)
 
 
-def redis_block(out):
-    p = os.path.join(out, "redis.md")
+def included_block(out, name, script):
+    """Another benchmark's markdown report, embedded with its date."""
+    p = os.path.join(out, f"{name}.md")
     if not os.path.exists(p):
-        return "_No Redis server benchmark results (bench/redis/bench.sh has not run in a full `make bench`)._"
+        return f"_No results yet ({script} has not run in a full `make bench`)._"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(p)))
     body = open(p).read().strip()
     body = re.sub(r"^(#+)", r"\1##", body, flags=re.M)  # nest its headings
-    return f"_From `build/bench/redis.md`, written by bench/redis/bench.sh at {when}._\n\n{body}"
+    return f"_From `build/bench/{name}.md`, written by {script} at {when}._\n\n{body}"
 
 
 def chart_block(doc, out, docs_path):
@@ -545,12 +546,17 @@ def replace_block(text, name, body):
     return pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
-def write_docs(doc, path, out):
+def write_docs(doc, path, out, data=True):
+    """Rewrite the generated blocks; with data=False only the embedded
+    reports of the other benchmarks (for a results file from a QUICK run,
+    which must not replace a full run's figures)."""
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    blocks = {"machine": machine_block(doc), "targets": md_targets(doc), "tables": md_tables(doc),
-              "allocator-info": md_allocator_info(doc), "charts": chart_block(doc, out, path),
-              "redis-server": redis_block(out)}
-    blocks.update(claim_blocks(doc))
+    blocks = {"redis-server": included_block(out, "redis", "bench/redis/bench.sh"),
+              "preload": included_block(out, "preload", "bench/preload/bench.sh")}
+    if data:
+        blocks.update({"machine": machine_block(doc), "targets": md_targets(doc), "tables": md_tables(doc),
+                       "allocator-info": md_allocator_info(doc), "charts": chart_block(doc, out, path)})
+        blocks.update(claim_blocks(doc))
     for name, body in blocks.items():
         text = replace_block(text, name, body)
     with open(path, "w") as f:
@@ -561,12 +567,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="build/bench/results.json")
     ap.add_argument("--docs", default="docs/benchmarks.md")
+    ap.add_argument("--force", action="store_true", help="write a QUICK run's figures into the docs too")
     a = ap.parse_args()
     doc = json.load(open(a.results))
     add_ratios(doc)
     print(text_table(doc))
     print(text_targets(doc))
-    write_docs(doc, a.docs, os.path.dirname(a.results))
+    data = a.force or not doc["meta"].get("quick")
+    if not data:
+        print(f"report: {a.results} is from a QUICK run: only the embedded reports of {a.docs} are updated "
+              "(--force to write its figures)")
+    write_docs(doc, a.docs, os.path.dirname(a.results), data=data)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 # run every workload on every backend, interleaved and repeated, and write
 # build/bench/results.{json,csv}, build/bench/*.svg and docs/benchmarks.md
 # (bench/run.py does the running, bench/report.py the write-up). Then, in
-# full runs, the Redis server benchmark (bench/redis/bench.sh) if it exists.
+# full runs, the real-program preload benchmark (bench/preload/bench.sh) and
+# the Redis server benchmark (bench/redis/bench.sh) when they exist.
 #
 # Environment (the Makefile exports them from `make bench VAR=...`):
 #   QUICK=1            short run (fewer repetitions, smaller workloads)
@@ -16,7 +17,8 @@
 #   REPS=n             repetitions (default 3, QUICK=1: 2)
 #   SCALE=x            work per workload (default 1, QUICK=1: 0.2)
 #   CALLGRIND=0        skip the callgrind instruction counts (full run only)
-#   BENCH_REDIS=0      skip the Redis server benchmark
+#   BENCH_REDIS=0      skip the Redis server benchmark (bench/redis)
+#   BENCH_PRELOAD=0    skip the real-program preload benchmark (bench/preload)
 #   BENCH_DOCS=0       do not rewrite docs/benchmarks.md (QUICK=1 runs never do
 #                      unless BENCH_DOCS=1)
 set -u
@@ -82,6 +84,28 @@ python3 bench/run.py --build "$BUILD" --out "$OUT" --backends "${built[*]}" \
   --debug-backends "${debug_built[*]:-}"
 rc=$?
 
+# Real programs under the preload library (bench/preload/bench.sh, issue 6):
+# minutes of work, so full runs only.
+regen_docs() {
+  [ "${BENCH_DOCS:-1}" = 1 ] && python3 bench/report.py --results "$OUT/results.json" --docs docs/benchmarks.md >/dev/null
+}
+if [ ! -f bench/preload/bench.sh ]; then
+  :
+elif [ "${BENCH_PRELOAD:-1}" = 0 ]; then
+  echo "bench: preload benchmark skipped (BENCH_PRELOAD=0)"
+elif [ "${QUICK:-0}" = 1 ]; then
+  echo "bench: preload benchmark skipped in QUICK=1 (run make bench for it, BENCH_PRELOAD=0 to skip)"
+elif [[ " ${built[*]} " != *" pool "* ]]; then
+  echo "bench: preload benchmark skipped (needs the pool backend)"
+else
+  echo "bench: real programs under LD_PRELOAD (bench/preload/bench.sh)"
+  if bash bench/preload/bench.sh >"$OUT/preload-bench.log" 2>&1; then
+    echo "bench: preload benchmark done: $OUT/preload.md"; regen_docs
+  else
+    echo "bench: preload benchmark failed (log: $OUT/preload-bench.log)"; tail -5 "$OUT/preload-bench.log"
+  fi
+fi
+
 # The Redis server benchmark (another engineer's script): pool against
 # jemalloc inside a real Redis; slow, so full runs only.
 if [ ! -f bench/redis/bench.sh ]; then
@@ -95,8 +119,7 @@ elif [ ! -f tests/redis/check.sh ] || [[ " ${built[*]} " != *" pool "* ]] || [[ 
 else
   echo "bench: Redis server benchmark (bench/redis/bench.sh)"
   if bash bench/redis/bench.sh >"$OUT/redis-bench.log" 2>&1; then
-    echo "bench: Redis server benchmark done: $OUT/redis.md"
-    [ "${BENCH_DOCS:-1}" = 1 ] && python3 bench/report.py --results "$OUT/results.json" --docs docs/benchmarks.md >/dev/null
+    echo "bench: Redis server benchmark done: $OUT/redis.md"; regen_docs
   else
     echo "bench: Redis server benchmark failed (log: $OUT/redis-bench.log)"; tail -5 "$OUT/redis-bench.log"
   fi
