@@ -1,11 +1,12 @@
 /* backend_jemalloc.c: Debian's libjemalloc (unprefixed build).
  *
  * Debian's jemalloc replaces malloc for the whole process, so libc's own
- * allocations and ours share one heap and nothing is mixed. We call the
- * *allocx API: nallocx() gives the usable size from the size class without
- * a lookup, and sdallocx() frees with the size the front end already knows,
- * skipping jemalloc's own lookup on free. Statistics come from mallctl after
- * an "epoch" refresh.
+ * allocations and ours share one heap and nothing is mixed. The hot calls
+ * are the plain malloc/free, which have jemalloc's fast paths; measured here
+ * (bench/zmbench -w fastpath), mallocx/sallocx/sdallocx are each slower
+ * than malloc/malloc_usable_size/free. nallocx() gives the usable size of a
+ * fresh block from its size class without a lookup. Statistics come from
+ * mallctl after an "epoch" refresh.
  */
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
@@ -15,35 +16,36 @@
 #include "backend.h"
 
 void *zm_be_malloc(size_t size, size_t *usable) {
-    void *p = mallocx(size, 0);
+    void *p = malloc(size);
     if (p) *usable = nallocx(size, 0);
     return p;
 }
 
 void *zm_be_calloc(size_t size, size_t *usable) {
-    void *p = mallocx(size, MALLOCX_ZERO);
+    void *p = calloc(1, size);
     if (p) *usable = nallocx(size, 0);
     return p;
 }
 
 void *zm_be_realloc(void *ptr, size_t size, size_t *usable) {
-    void *p = rallocx(ptr, size, 0);
-    if (p) *usable = sallocx(p, 0);
+    void *p = realloc(ptr, size);
+    if (p) *usable = malloc_usable_size(p);
     return p;
 }
 
 void *zm_be_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
     void *p = mallocx(size, MALLOCX_ALIGN(alignment));
-    if (p) *usable = sallocx(p, 0);
+    if (p) *usable = malloc_usable_size(p);
     return p;
 }
 
 size_t zm_be_usable_size(const void *ptr) {
-    return sallocx(ptr, 0);
+    return malloc_usable_size((void *)ptr);
 }
 
 void zm_be_free(void *ptr, size_t usable) {
-    sdallocx(ptr, usable, 0);
+    (void)usable; /* sdallocx was slower than free here */
+    free(ptr);
 }
 
 void *zm_be_je_mallocx(size_t size, int flags, size_t *usable) {
