@@ -16,9 +16,18 @@ void *zm_be_malloc(size_t size, size_t *usable) {
 }
 
 void *zm_be_calloc(size_t size, size_t *usable) {
+    /* Huge blocks are zeroed by zp_huge_alloc only when reused: a fresh
+     * mapping is zero already. */
+    if (size > ZP_MAX_CLASS_SIZE) {
+        if (zp_tl_heap == &zp_empty_heap) { /* creates the heap, then huge */
+            void *p = zp_malloc_generic(zp_tl_heap, size, usable);
+            if (p) memset(p, 0, size);
+            return p;
+        }
+        return zp_huge_alloc(size, 0, usable, 1);
+    }
     void *p = zp_malloc_fast(size, usable);
-    /* Huge blocks are fresh mappings, already zero. */
-    if (p && zp_segment_of(p)->kind != ZP_KIND_HUGE) memset(p, 0, *usable);
+    if (p) memset(p, 0, *usable);
     return p;
 }
 

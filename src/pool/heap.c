@@ -253,7 +253,7 @@ void *zp_malloc_generic(zp_heap *heap, size_t size, size_t *usable) {
             return NULL;
         }
     }
-    if (size > ZP_MAX_CLASS_SIZE) return zp_huge_alloc(size, 0, usable);
+    if (size > ZP_MAX_CLASS_SIZE) return zp_huge_alloc(size, 0, usable, 0);
     if (atomic_load_explicit(&heap->xdelayed, memory_order_relaxed)) drain_delayed(heap);
     if (zp_unlikely(atomic_load_explicit(&heap->purge_request, memory_order_relaxed))) {
         atomic_store_explicit(&heap->purge_request, 0, memory_order_relaxed);
@@ -309,7 +309,7 @@ void *zp_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
         errno = ENOMEM;
         return NULL;
     }
-    return zp_huge_alloc(size, alignment, usable);
+    return zp_huge_alloc(size, alignment, usable, 0);
 }
 
 void *zp_realloc(void *p, size_t size, size_t *usable) {
@@ -363,6 +363,7 @@ int zp_purge(void) {
     zp_heap_registry_each(request_purge, heap);
     zp_segments_collect_abandoned();
     zp_segments_release_cache();
+    zp_huge_cache_release();
     return 0;
 }
 

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <string.h>
 #include <time.h>
 
 #include "platform.h"
@@ -358,17 +359,95 @@ void zp_segments_release_cache(void) {
 
 /* ---- huge blocks ----------------------------------------------------------
  * One mapping: the header at a segment boundary H, the block at H + offset
- * (offset in (0, ZP_SEG_SIZE]), so masking (p - 1) finds the header. */
-void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable) {
+ * (offset in (0, ZP_SEG_SIZE]), so masking (p - 1) finds the header.
+ *
+ * Freed huge mappings (without over-alignment) wait a while in a small cache
+ * instead of being unmapped: a program that allocates and frees big buffers
+ * in turn would otherwise pay a mmap, munmap and a page fault per 4 KiB each
+ * time. The cache holds at most ZP_HUGE_CACHE_BYTES; entries older than
+ * ZP_DIRTY_AGE_MS are unmapped on the next huge operation, all of them on
+ * zm_be_purge(). A reused mapping is trimmed to within 1/8 of the request. */
+#define ZP_HUGE_CACHE_SLOTS 16
+#define ZP_HUGE_CACHE_BYTES ((size_t)32 << 20)
+
+typedef struct huge_entry {
+    zp_segment *seg;
+    uint64_t since;
+} huge_entry;
+static huge_entry huge_cache[ZP_HUGE_CACHE_SLOTS];
+static unsigned huge_cache_n;
+static size_t huge_cache_bytes;
+
+static void huge_unmap(zp_segment *seg, size_t total) {
+    zp_stat_sub(&zp_stat.committed, total);
+    zp_stat_sub(&zp_stat.mapped, total);
+    zm_os_unmap(seg, total);
+}
+
+/* Under seg_lock: move entries older than max_age (all with 0) to out. */
+static unsigned huge_cache_expire(uint64_t now, uint64_t max_age, zp_segment **out) {
+    unsigned n = 0;
+    for (unsigned i = 0; i < huge_cache_n;) {
+        if (now - huge_cache[i].since >= max_age) {
+            out[n++] = huge_cache[i].seg;
+            huge_cache_bytes -= huge_cache[i].seg->map_size;
+            huge_cache[i] = huge_cache[--huge_cache_n];
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+static void huge_unmap_all(zp_segment **segs, unsigned n) {
+    for (unsigned i = 0; i < n; i++) huge_unmap(segs[i], segs[i]->map_size);
+}
+
+/* A cached mapping of at least `need` bytes, trimmed; NULL if none. */
+static zp_segment *huge_cache_take(size_t need) {
+    zp_segment *expired[ZP_HUGE_CACHE_SLOTS], *seg = NULL;
+    uint64_t now = zp_clock_ms();
+    zp_lock_acquire(&seg_lock);
+    unsigned nexp = huge_cache_expire(now, ZP_DIRTY_AGE_MS, expired);
+    unsigned best = ZP_HUGE_CACHE_SLOTS;
+    for (unsigned i = 0; i < huge_cache_n; i++) {
+        size_t m = huge_cache[i].seg->map_size;
+        if (m >= need && (best == ZP_HUGE_CACHE_SLOTS || m < huge_cache[best].seg->map_size))
+            best = i;
+    }
+    if (best != ZP_HUGE_CACHE_SLOTS) {
+        seg = huge_cache[best].seg;
+        huge_cache_bytes -= seg->map_size;
+        huge_cache[best] = huge_cache[--huge_cache_n];
+    }
+    zp_lock_release(&seg_lock);
+    huge_unmap_all(expired, nexp);
+    if (seg && seg->map_size - need > need / 8) {
+        zm_os_unmap((char *)seg + need, seg->map_size - need);
+        zp_stat_sub(&zp_stat.committed, seg->map_size - need);
+        zp_stat_sub(&zp_stat.mapped, seg->map_size - need);
+        seg->map_size = need;
+    }
+    return seg;
+}
+
+void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) {
     size_t os_page = zm_os_page_size();
     size_t offset = alignment <= ZP_HDR_SIZE ? ZP_HDR_SIZE : alignment;
     char *hdr, *user;
     size_t total;
+    int cached = 0;
     if (alignment <= ZP_SEG_SIZE) {
         if (size > SIZE_MAX / 2 - offset - os_page) goto oom;
         total = (offset + size + os_page - 1) & ~(os_page - 1);
-        hdr = zm_os_map_aligned(total, ZP_SEG_SIZE);
-        if (!hdr) goto oom;
+        hdr = offset == ZP_HDR_SIZE ? (char *)huge_cache_take(total) : NULL;
+        if (hdr) {
+            cached = 1;
+            total = ((zp_segment *)hdr)->map_size;
+        } else {
+            hdr = zm_os_map_aligned(total, ZP_SEG_SIZE);
+            if (!hdr) goto oom;
+        }
         user = hdr + offset;
     } else {
         if (size > SIZE_MAX / 2 - alignment - os_page) goto oom;
@@ -389,8 +468,12 @@ void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable) {
     seg->pages[0].block_size = 0;
     atomic_store_explicit(&seg->pages[0].xheap, NULL, memory_order_relaxed);
     atomic_store_explicit(&seg->pages[0].flags, 0, memory_order_relaxed);
-    zp_stat_add(&zp_stat.mapped, total);
-    zp_stat_add(&zp_stat.committed, total);
+    if (!cached) {
+        zp_stat_add(&zp_stat.mapped, total);
+        zp_stat_add(&zp_stat.committed, total);
+    } else if (zero) {
+        memset(user, 0, size); /* a fresh mapping is zero already */
+    }
     zp_stat_add(&zp_stat.active, total);
     zp_stat_add(&zp_stat.huge_live, seg->huge_usable);
     zp_stat_add(&zp_stat.huge_count, 1);
@@ -406,9 +489,40 @@ void zp_huge_free(zp_segment *seg) {
     zp_stat_sub(&zp_stat.huge_live, seg->huge_usable);
     zp_stat_sub(&zp_stat.huge_count, 1);
     zp_stat_sub(&zp_stat.active, total);
-    zp_stat_sub(&zp_stat.committed, total);
-    zp_stat_sub(&zp_stat.mapped, total);
-    zm_os_unmap(seg, total);
+    /* Only plain mappings (block right after the header) are cached. */
+    if (seg->huge_usable + ZP_HDR_SIZE == total && total <= ZP_HUGE_CACHE_BYTES / 4) {
+        zp_segment *expired[ZP_HUGE_CACHE_SLOTS + 1];
+        uint64_t now = zp_clock_ms();
+        zp_lock_acquire(&seg_lock);
+        unsigned nexp = huge_cache_expire(now, ZP_DIRTY_AGE_MS, expired);
+        /* Make room: evict the oldest until it fits. */
+        while (huge_cache_n &&
+               (huge_cache_n == ZP_HUGE_CACHE_SLOTS ||
+                huge_cache_bytes + total > ZP_HUGE_CACHE_BYTES)) {
+            unsigned old = 0;
+            for (unsigned i = 1; i < huge_cache_n; i++)
+                if (huge_cache[i].since < huge_cache[old].since) old = i;
+            expired[nexp++] = huge_cache[old].seg;
+            huge_cache_bytes -= huge_cache[old].seg->map_size;
+            huge_cache[old] = huge_cache[--huge_cache_n];
+        }
+        huge_cache[huge_cache_n].seg = seg;
+        huge_cache[huge_cache_n].since = now;
+        huge_cache_n++;
+        huge_cache_bytes += total;
+        zp_lock_release(&seg_lock);
+        huge_unmap_all(expired, nexp);
+        return;
+    }
+    huge_unmap(seg, total);
+}
+
+void zp_huge_cache_release(void) {
+    zp_segment *expired[ZP_HUGE_CACHE_SLOTS];
+    zp_lock_acquire(&seg_lock);
+    unsigned n = huge_cache_expire(0, 0, expired);
+    zp_lock_release(&seg_lock);
+    huge_unmap_all(expired, n);
 }
 
 void zp_segment_fork_prepare(void) {

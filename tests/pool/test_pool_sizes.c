@@ -80,6 +80,19 @@ int main(void) {
         CHECK(zero);
         zm_be_free(p, u);
     }
+    /* A huge block freed and taken again (the pool caches mappings) must
+     * still come back zeroed from calloc. */
+    for (int round = 0; round < 4; round++) {
+        size_t n = ((size_t)1 << 20) + (size_t)round * 4096;
+        unsigned char *d = zmalloc(n);
+        memset(d, 0xff, zmalloc_size(d));
+        zfree(d);
+        unsigned char *z = zcalloc(n);
+        int zero = 1;
+        for (size_t k = 0; k < n; k++) zero &= z[k] == 0;
+        CHECK(zero);
+        zfree(z);
+    }
     CHECK(strcmp(zm_be_version(), "pool") == 0);
     CHECK_EQ_SIZE(zmalloc_used_memory(), base);
     return test_summary("test_pool_sizes");
