@@ -43,6 +43,8 @@ METRICS = {
     "raw_ns_per_op": ("raw backend ns/op", "num1", "low"),
     "z_ns_per_op": ("zmalloc ns/op", "num1", "low"),
     "overhead_pct": ("zmalloc overhead", "pct", None),
+    "redis_ns_per_op": ("Redis-style zmalloc ns/op", "num1", "low"),
+    "vs_redis_pct": ("zmalloc vs Redis's scheme", "pct", None),
     "ns_per_pair": ("ns per zmalloc+zfree", "num1", "low"),
     "rollup_us": ("smaps_rollup, us", "num0", "low"),
     "full_scan_us": ("full smaps scan, us", "num0", "low"),
@@ -60,7 +62,7 @@ HEADLINE = {
     "prodcon": ["ops_per_s", "peak_rss"],
     "redis": ["seconds", "peak_rss", "frag_ratio", "purged_frag_ratio", "allocator_frag_ratio"],
     "realloc": ["appends_per_s", "peak_rss"],
-    "account": ["raw_ns_per_op", "z_ns_per_op", "overhead_pct"],
+    "account": ["raw_ns_per_op", "z_ns_per_op", "redis_ns_per_op", "overhead_pct", "vs_redis_pct"],
     "fastpath": ["ns_per_pair"],
     "smaps": ["rollup_us", "full_scan_us", "many_rollup_us", "many_full_scan_us"],
 }
@@ -243,6 +245,10 @@ def targets(doc):
             if v is not None:
                 add("#2", f"accounting overhead <= 5%, {b}, {t} thread{'s' if t > 1 else ''}",
                     f"{v:+.1f}%", v <= 5.0)
+            r = get(doc, "account", t, b, "vs_redis_pct")
+            if r is not None:
+                add("#2", f"faster than Redis's atomic-slot scheme, {b}, {t} thread{'s' if t > 1 else ''}",
+                    f"{r:+.1f}%", r <= 0.0)
     pool = "pool" in bs
     why = "pool backend not in this run"
     # Issue 3.

@@ -27,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -711,20 +712,79 @@ static void acc_loop_raw(long ops) {
 #endif
 }
 
+/* Redis's own scheme, for comparison: the same backend call plus a
+ * usable-size query, then an atomic add on one of 16 padded slots picked by
+ * a per-thread index (Redis 7.2's used_memory_thread[]). */
+#define REDIS_SLOTS 16
+static struct {
+    _Alignas(64) _Atomic long long v;
+} redis_used[REDIS_SLOTS];
+static _Atomic int redis_next_index;
+static __thread int redis_index = -1;
+
+static inline _Atomic long long *redis_slot(void) {
+    if (redis_index < 0) redis_index = atomic_fetch_add(&redis_next_index, 1) % REDIS_SLOTS;
+    return &redis_used[redis_index].v;
+}
+
+static void acc_loop_redis(long ops) {
+    void *ring[ACC_RING] = {0};
+    _Atomic long long *slot = redis_slot();
+    for (long i = 0; i < ops; i++) {
+        size_t k = (size_t)i & (ACC_RING - 1);
+        if (ring[k]) {
+#if ZMALLOC_BACKEND_POOL
+            size_t u = zm_be_usable_size(ring[k]);
+            atomic_fetch_sub_explicit(slot, (long long)u, memory_order_relaxed);
+            zm_be_free(ring[k], u);
+#else
+            atomic_fetch_sub_explicit(slot, (long long)malloc_usable_size(ring[k]),
+                                      memory_order_relaxed);
+            free(ring[k]);
+#endif
+        }
+#if ZMALLOC_BACKEND_POOL
+        size_t u;
+        char *p = zm_be_malloc(acc_sizes[i & 255], &u);
+#else
+        char *p = malloc(acc_sizes[i & 255]);
+        if (!p) abort();
+        size_t u = malloc_usable_size(p);
+#endif
+        atomic_fetch_add_explicit(slot, (long long)u, memory_order_relaxed);
+        p[0] = (char)i;
+        ring[k] = p;
+    }
+    for (int k = 0; k < ACC_RING; k++) {
+#if ZMALLOC_BACKEND_POOL
+        size_t u = zm_be_usable_size(ring[k]);
+        zm_be_free(ring[k], u);
+#else
+        size_t u = malloc_usable_size(ring[k]);
+        free(ring[k]);
+#endif
+        atomic_fetch_sub_explicit(slot, (long long)u, memory_order_relaxed);
+    }
+}
+
+enum { ACC_RAW, ACC_Z, ACC_REDIS, ACC_VARIANTS };
+
 static void *acc_thread(void *v) {
     acc_arg *a = v;
-    /* Warm both paths (thread caches, accounting registration). */
+    /* Warm every path (thread caches, accounting registration). */
     acc_loop_raw(a->ops / 10);
     acc_loop_z(a->ops / 10);
+    acc_loop_redis(a->ops / 10);
     for (int round = 0; round < ACC_ROUNDS; round++) {
-        for (int j = 0; j < 2; j++) {
-            int variant = (round & 1) ? 1 - j : j; /* 0 raw, 1 zmalloc */
+        for (int j = 0; j < ACC_VARIANTS; j++) {
+            int variant = (round + j) % ACC_VARIANTS; /* rotate the order */
             pthread_barrier_wait(a->bar);
             double t0 = now_s();
-            if (variant) acc_loop_z(a->ops);
+            if (variant == ACC_Z) acc_loop_z(a->ops);
+            else if (variant == ACC_REDIS) acc_loop_redis(a->ops);
             else acc_loop_raw(a->ops);
             pthread_barrier_wait(a->bar);
-            if (a->id == 0) a->times[round * 2 + variant] = now_s() - t0;
+            if (a->id == 0) a->times[round * ACC_VARIANTS + variant] = now_s() - t0;
         }
     }
     return NULL;
@@ -744,7 +804,7 @@ static void wl_account(int threads, double scale) {
     rng r = {31337};
     for (int i = 0; i < 256; i++) acc_sizes[i] = rnd_range(&r, 8, 256);
     long ops = (long)(2000000 * scale);
-    double times[ACC_ROUNDS * 2];
+    double times[ACC_ROUNDS * ACC_VARIANTS];
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, (unsigned)threads);
     acc_arg *args = hmap(sizeof(acc_arg) * (size_t)threads);
@@ -754,17 +814,21 @@ static void wl_account(int threads, double scale) {
         pthread_create(&th[i], NULL, acc_thread, &args[i]);
     }
     for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
-    double raw[ACC_ROUNDS], z[ACC_ROUNDS], ratio[ACC_ROUNDS];
+    double raw[ACC_ROUNDS], z[ACC_ROUNDS], red[ACC_ROUNDS], ratio[ACC_ROUNDS], vs_redis[ACC_ROUNDS];
     for (int i = 0; i < ACC_ROUNDS; i++) {
-        raw[i] = times[i * 2];
-        z[i] = times[i * 2 + 1];
+        raw[i] = times[i * ACC_VARIANTS + ACC_RAW];
+        z[i] = times[i * ACC_VARIANTS + ACC_Z];
+        red[i] = times[i * ACC_VARIANTS + ACC_REDIS];
         ratio[i] = z[i] / raw[i]; /* paired: same round, adjacent in time */
+        vs_redis[i] = z[i] / red[i];
     }
     double total = (double)ops * threads;
     double mraw = median(raw, ACC_ROUNDS), mz = median(z, ACC_ROUNDS);
     metric("raw_ns_per_op", mraw * 1e9 / total);
     metric("z_ns_per_op", mz * 1e9 / total);
+    metric("redis_ns_per_op", median(red, ACC_ROUNDS) * 1e9 / total);
     metric("overhead_pct", (median(ratio, ACC_ROUNDS) - 1) * 100);
+    metric("vs_redis_pct", (median(vs_redis, ACC_ROUNDS) - 1) * 100);
     metric("ops_per_s", total / mz);
     pthread_barrier_destroy(&bar);
     hunmap(args, sizeof(acc_arg) * (size_t)threads);
