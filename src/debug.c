@@ -3,35 +3,41 @@
  *
  * Block layout. Each request of n bytes becomes one backend block:
  *
- *     raw                                   user                  user+n
- *     | header (16 B) | front guard (16 B) | n requested bytes    | tail guard (16 B) |
+ *   raw                                          user                user+n
+ *   | header (32 B)        | front guard (16 B) | n requested bytes  | tail guard (16 B) |
  *
- * The front region is 32 bytes (keeping the backend's 16-byte alignment) or,
- * for an alignment A > 32, A bytes of which the last 32 are header and
- * guard. The header (size, and a check word over pointer, size and state)
- * is a hint that lets zm_dbg_usable_size() and the start of a free skip the
- * lock; the table below stays the authority. Guard
- * bytes hold GUARD_BYTE, new blocks NEW_BYTE (zcalloc: zeros), freed blocks
- * FREED_BYTE. Nothing the layer needs lives inside the block, so a stray
- * write can damage only guard bytes, which is what we look for.
+ * The front region is 48 bytes (keeping the backend's 16-byte alignment)
+ * or, for an alignment A > 16, 48 rounded up to A. Guard bytes hold
+ * GUARD_BYTE, new blocks NEW_BYTE (zcalloc: zeros), freed blocks FREED_BYTE.
  *
- * Block records. Every live or quarantined block has a record (user
- * pointer, size, backend pointer and size, allocation site, free site) in a
- * hash table keyed by the user pointer. The table is split into NSHARDS
- * shards chosen by a hash of the pointer, each with its own mutex, chained
- * buckets that double when full, and its own free list of records, so an
- * operation takes one uncontended lock and does O(1) work besides touching
- * the block's bytes. Records and bucket arrays come from zm_os_map, never
- * from malloc: the backend may itself be malloc. Only one shard lock is
- * ever held at a time; fork handlers take all of them in order.
+ * Records. Every live or quarantined block has a record (user pointer,
+ * size, backend pointer and size, allocation and free sites, state) kept
+ * outside the block, so stray writes cannot corrupt what the checks rely
+ * on. The header holds the size, the record's address and a check word
+ * over pointer, size, record and state (live or freed): that is how a
+ * pointer finds its record with no table lookup and no lock (usable size),
+ * and a pointer zmalloc never returned fails the check. The record, read
+ * under its lock, is the authority: its user pointer and state must agree.
+ * A header is read only when its page is known to be mapped (same page as
+ * the pointer, else mincore), so any pointer can be passed to zfree.
  *
- * Quarantine. A freed block keeps its record (marked freed), is filled with
- * FREED_BYTE and queued FIFO in its shard's quarantine; when the queue holds
- * more than Q_COUNT blocks or Q_BYTES bytes the oldest is checked (a write
- * after free is reported, without aborting), unlinked and given back to the
- * backend. A free of a block still in quarantine is a double free; a free
- * of a pointer with no record is an invalid free (for an address inside a
- * known block the report says which). zmalloc_verify() walks every record.
+ * Shards. Records come from NSHARDS shards, each with a mutex, a free list
+ * of records, the list of its record chunks (walked by zmalloc_verify, the
+ * leak report and the invalid-free diagnosis) and its quarantine. A thread
+ * takes records from one shard (dealt round robin); a free locks the shard
+ * of the block's record. Per operation: one lock, O(1) work besides the
+ * block's own bytes. Record chunks come from zm_os_map, never from malloc
+ * (the backend may itself be malloc). Only one shard lock is held at a
+ * time, except by the fork handlers, which take all of them in order.
+ *
+ * Quarantine. A freed block keeps its record (marked freed; header re-tagged
+ * freed), is filled with FREED_BYTE and queued FIFO in its shard's
+ * quarantine; when the queue holds more than Q_COUNT blocks or Q_BYTES
+ * bytes the oldest is checked (a write after free is reported, without
+ * aborting) and given back to the backend. A free whose header says freed
+ * is a double free; a pointer whose header does not check out is an invalid
+ * free (for an address inside a known block the report says which; a block
+ * whose header alone was overwritten is reported as an underflow).
  *
  * Reports are formatted on the stack and written with write(2), outside
  * every shard lock: symbolising a site calls dladdr(), which takes the
@@ -49,9 +55,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -69,14 +77,13 @@
 
 #define NSHARDS 32             /* fork_prepare holds them all: TSan tracks at most 64 held locks */
 #define GUARD 16               /* guard bytes checked on each side      */
-#define HEADER 16              /* size and check word before the guard  */
+#define HEADER 32              /* size, record, check word, spare       */
 #define FRONT (HEADER + GUARD) /* front region of a plain block         */
 #define NEW_BYTE 0xBE          /* fresh block (not zcalloc)             */
 #define GUARD_BYTE 0xFD        /* front and tail guards                 */
 #define FREED_BYTE 0xDF        /* freed block in quarantine             */
 #define Q_COUNT 64             /* per shard: 2048 blocks in all ...     */
 #define Q_BYTES ((size_t)128 << 10) /* ... and at most 4 MiB                */
-#define INITIAL_BUCKETS 1024
 #define RECORD_CHUNK ((size_t)64 << 10)
 #define MAX_WRONG 8 /* wrong bytes quoted per report */
 
@@ -85,7 +92,7 @@
  * --------------------------------------------------------------------- */
 
 typedef struct dbg_block {
-    struct dbg_block *hnext; /* hash chain                              */
+    struct dbg_block *hnext; /* free list of spare records              */
     struct dbg_block *qnext; /* quarantine queue, oldest first          */
     unsigned char *user;     /* what the caller got                     */
     size_t size;             /* bytes requested                         */
@@ -94,19 +101,25 @@ typedef struct dbg_block {
     const char *file;        /* allocation site: file:line if known,    */
     int line;
     int freed;      /* 1 while in quarantine                   */
+    int in_use;     /* 0: a spare record                       */
+    unsigned shard; /* the shard that owns the record          */
     void *alloc_ra; /* else the caller's return address        */
     void *free_ra;  /* who freed it (quarantined blocks)       */
 } dbg_block;
 
 typedef struct shard {
     pthread_mutex_t lock;
-    dbg_block **buckets;
-    size_t mask; /* buckets - 1 */
-    size_t count;
-    dbg_block *spare; /* free records */
+    struct chunk *chunks; /* every record of this shard, for walks   */
+    dbg_block *spare;     /* free records */
     dbg_block *q_head, *q_tail;
     size_t q_count, q_bytes;
 } __attribute__((aligned(64))) shard;
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t n;
+    dbg_block rec[];
+} chunk;
 
 static shard shards[NSHARDS] = {[0 ... NSHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 
@@ -132,41 +145,83 @@ void zmalloc_debug_site(const char *file, int line) {
     site.armed = 1;
 }
 
-static inline shard *shard_of(const void *p, size_t *hash) {
-    uint64_t h = ((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull;
-    h ^= h >> 29;
-    *hash = (size_t)(h >> 6);
-    return &shards[h & (NSHARDS - 1)];
+/* Each thread allocates its records from one shard (threads are dealt
+ * round robin); a free locks the shard of the block's record. */
+static __thread unsigned my_shard_plus1;
+static _Atomic unsigned next_shard;
+
+static inline shard *my_shard(void) {
+    if (__builtin_expect(my_shard_plus1 == 0, 0))
+        my_shard_plus1 =
+            atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) % NSHARDS + 1;
+    return &shards[my_shard_plus1 - 1];
 }
 
-/* The in-band header: two words just before the front guard, a copy of the
- * size and a check word binding it to the pointer and the state. It lets
- * zm_dbg_usable_size() and the start of a free run without a lock; the
- * table stays the authority (a header that does not check out sends the
- * caller to the locked path). */
+/* Calls fn(b, arg) for every record in use in every shard, each shard
+ * under its lock. fn returns non-zero to stop. */
+static void for_each_block(int (*fn)(dbg_block *, void *), void *arg) {
+    for (int i = 0; i < NSHARDS; i++) {
+        shard *sh = &shards[i];
+        int stop = 0;
+        pthread_mutex_lock(&sh->lock);
+        for (chunk *c = sh->chunks; c && !stop; c = c->next)
+            for (size_t j = 0; j < c->n && !stop; j++)
+                if (c->rec[j].in_use) stop = fn(&c->rec[j], arg);
+        pthread_mutex_unlock(&sh->lock);
+        if (stop) return;
+    }
+}
+
+/* The in-band header, just before the front guard: the size, the block's
+ * record and a check word binding both to the pointer and the state (live
+ * or freed). It is how a pointer finds its record, with no table; the
+ * record, read under its shard's lock, stays the authority (its user
+ * pointer and state must agree). */
 enum { LIVE_TAG = 0x4c49, FREED_TAG = 0x4652 };
 
-static inline uint64_t header_check(const unsigned char *user, size_t size, uint64_t tag) {
-    return ((uint64_t)size * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)user ^ (tag << 48) ^
-           0x5a6d616c6c6f6321ull;
+static inline uint64_t header_check(const unsigned char *user, size_t size, const dbg_block *rec,
+                                    uint64_t tag) {
+    return ((uint64_t)size * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)user ^
+           ((uint64_t)(uintptr_t)rec * 0xC2B2AE3D27D4EB4Full) ^ (tag << 48) ^ 0x5a6d616c6c6f6321ull;
 }
 
-static inline void header_set(unsigned char *user, size_t size, uint64_t tag) {
-    uint64_t h[2] = {size, header_check(user, size, tag)};
+static inline void header_set(unsigned char *user, size_t size, dbg_block *rec, uint64_t tag) {
+    uint64_t h[3] = {size, (uint64_t)(uintptr_t)rec, header_check(user, size, rec, tag)};
     memcpy(user - FRONT, h, sizeof h);
 }
 
-/* The size of the live block at user if its header checks out, else 0.
- * Reads the header only when it lies on user's own page (mapped), so any
- * pointer is safe to ask about (ASan would flag the read before a global
- * or stack object that an invalid free passes in, hence the attribute). */
-__attribute__((no_sanitize_address)) static inline size_t
-header_live_size(const unsigned char *user) {
-    if (((uintptr_t)user & 4095) < FRONT) return 0;
-    uint64_t h[2];
-    memcpy(h, user - FRONT, sizeof h);
-    if (h[0] == 0 || h[0] >= SIZE_MAX / 2 || h[1] != header_check(user, h[0], LIVE_TAG)) return 0;
-    return (size_t)h[0];
+/* Is the header in front of user readable? It is when it lies on user's
+ * own page; otherwise ask the kernel whether the page before is mapped (a
+ * pointer zmalloc never returned may sit at the start of a mapping). */
+static int header_readable(const unsigned char *user) {
+    static _Atomic size_t page_size;
+    size_t page = atomic_load_explicit(&page_size, memory_order_relaxed);
+    if (!page) {
+        page = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&page_size, page, memory_order_relaxed);
+    }
+    uintptr_t u = (uintptr_t)user;
+    if (u & 15) return 0; /* every block we return is 16-byte aligned */
+    if ((u & (page - 1)) >= FRONT) return 1;
+    if (u < page + FRONT) return 0;
+    unsigned char vec;
+    return mincore((void *)((u & ~(uintptr_t)(page - 1)) - page), page, &vec) == 0;
+}
+
+/* The record named by user's header if the header checks out with tag,
+ * else NULL; *size receives the size. Safe for any pointer (ASan would
+ * flag the read before a global or stack object that an invalid free
+ * passes in, hence the attribute). */
+__attribute__((no_sanitize_address)) static inline dbg_block *
+header_probe(const unsigned char *user, uint64_t tag, size_t *size) {
+    if (!header_readable(user)) return NULL;
+    /* Plain loads, not memcpy, which ASan intercepts whatever the attribute. */
+    const uint64_t *h = (const uint64_t *)((uintptr_t)user - FRONT);
+    dbg_block *rec = (dbg_block *)(uintptr_t)h[1];
+    if (h[0] == 0 || h[0] >= SIZE_MAX / 2 || h[2] != header_check(user, h[0], rec, tag))
+        return NULL;
+    *size = (size_t)h[0];
+    return rec;
 }
 
 /* ---------------------------------------------------------------------
@@ -377,73 +432,46 @@ static void print_sink(const sink *s) {
 
 static dbg_block *record_new(shard *sh) {
     if (!sh->spare) {
-        dbg_block *chunk = zm_os_map(RECORD_CHUNK);
-        if (!chunk) return NULL;
-        REGISTER_ROOTS(chunk, RECORD_CHUNK);
-        size_t n = RECORD_CHUNK / sizeof(dbg_block);
-        for (size_t i = 0; i < n; i++) {
-            chunk[i].hnext = sh->spare;
-            sh->spare = &chunk[i];
+        chunk *c = zm_os_map(RECORD_CHUNK);
+        if (!c) return NULL;
+        REGISTER_ROOTS(c, RECORD_CHUNK);
+        c->n = (RECORD_CHUNK - sizeof(chunk)) / sizeof(dbg_block);
+        c->next = sh->chunks;
+        sh->chunks = c;
+        for (size_t i = c->n; i-- > 0;) {
+            c->rec[i].shard = (unsigned)(sh - shards);
+            c->rec[i].hnext = sh->spare;
+            sh->spare = &c->rec[i];
         }
     }
     dbg_block *b = sh->spare;
     sh->spare = b->hnext;
+    b->in_use = 1;
     return b;
 }
 
 static void record_free(shard *sh, dbg_block *b) {
+    b->in_use = 0;
     b->hnext = sh->spare;
     sh->spare = b;
 }
 
-/* Doubles the bucket array; on failure keeps the old one (longer chains). */
-static void table_grow(shard *sh) {
-    size_t n = sh->buckets ? (sh->mask + 1) * 2 : INITIAL_BUCKETS;
-    dbg_block **nb = zm_os_map(n * sizeof *nb);
-    if (!nb) return;
-    if (sh->buckets) {
-        for (size_t i = 0; i <= sh->mask; i++) {
-            for (dbg_block *b = sh->buckets[i], *next; b; b = next) {
-                next = b->hnext;
-                size_t h;
-                shard_of(b->user, &h);
-                b->hnext = nb[h & (n - 1)];
-                nb[h & (n - 1)] = b;
-            }
-        }
-        zm_os_unmap(sh->buckets, (sh->mask + 1) * sizeof *nb);
+/* ptr's record, found through its header (live or freed), with the
+ * record's shard locked (*out); NULL, nothing locked, when ptr is not the
+ * start of a block we know. */
+static dbg_block *lookup_locked(const void *ptr, shard **out) {
+    size_t size;
+    dbg_block *b = header_probe(ptr, LIVE_TAG, &size);
+    if (!b) b = header_probe(ptr, FREED_TAG, &size);
+    if (!b) return NULL;
+    shard *sh = &shards[b->shard]; /* fixed for the record's lifetime */
+    pthread_mutex_lock(&sh->lock);
+    if (!b->in_use || b->user != ptr) {
+        pthread_mutex_unlock(&sh->lock);
+        return NULL;
     }
-    sh->buckets = nb;
-    sh->mask = n - 1;
-}
-
-static int table_insert(shard *sh, size_t hash, dbg_block *b) {
-    if (!sh->buckets || sh->count > sh->mask) table_grow(sh);
-    if (!sh->buckets) return 0;
-    dbg_block **head = &sh->buckets[hash & sh->mask];
-    b->hnext = *head;
-    *head = b;
-    sh->count++;
-    return 1;
-}
-
-static dbg_block *table_find(shard *sh, size_t hash, const void *user) {
-    if (!sh->buckets) return NULL;
-    for (dbg_block *b = sh->buckets[hash & sh->mask]; b; b = b->hnext)
-        if (b->user == user) return b;
-    return NULL;
-}
-
-static void table_remove(shard *sh, dbg_block *b) {
-    size_t h;
-    shard_of(b->user, &h);
-    for (dbg_block **pp = &sh->buckets[h & sh->mask]; *pp; pp = &(*pp)->hnext) {
-        if (*pp == b) {
-            *pp = b->hnext;
-            sh->count--;
-            return;
-        }
-    }
+    *out = sh;
+    return b;
 }
 
 /* Blocks taken out of a quarantine under the lock, checked and given back
@@ -466,7 +494,6 @@ static void quarantine_evict_one(shard *sh, evicted *ev, sink *s) {
     if (!sh->q_head) sh->q_tail = NULL;
     sh->q_count--;
     sh->q_bytes -= b->size;
-    table_remove(sh, b);
     if (ev && ev->n < sizeof ev->b / sizeof ev->b[0])
         ev->b[ev->n++] = *b;
     else
@@ -498,7 +525,8 @@ static void quarantine_drain(void) {
  * --------------------------------------------------------------------- */
 
 static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
-    size_t front = align > FRONT ? align : FRONT;
+    /* FRONT, rounded up to the alignment (the backend aligns raw). */
+    size_t front = align > 16 ? (FRONT + align - 1) & ~(align - 1) : FRONT;
     size_t total = front + size + GUARD, raw_size = 0;
     unsigned char *raw = NULL;
     for (int attempt = 0; attempt < 2 && !raw; attempt++) {
@@ -512,7 +540,6 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
     }
     if (!raw) return NULL;
     unsigned char *user = raw + front;
-    header_set(user, size, LIVE_TAG);
     memset(user - GUARD, GUARD_BYTE, GUARD);
     memset(user + size, GUARD_BYTE, GUARD);
     if (!zero)
@@ -520,8 +547,7 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
     else if (align > 16)
         memset(user, 0, size);
 
-    size_t hash;
-    shard *sh = shard_of(user, &hash);
+    shard *sh = my_shard();
     pthread_mutex_lock(&sh->lock);
     dbg_block *b = record_new(sh);
     if (b) {
@@ -535,10 +561,6 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
         b->alloc_ra = site.ra;
         b->file = site.armed == 2 ? site.file : NULL;
         b->line = site.armed == 2 ? site.line : 0;
-        if (!table_insert(sh, hash, b)) {
-            record_free(sh, b);
-            b = NULL;
-        }
     }
     pthread_mutex_unlock(&sh->lock);
     site.armed = 0;
@@ -547,6 +569,7 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
         errno = ENOMEM;
         return NULL;
     }
+    header_set(user, size, b, LIVE_TAG);
     *usable = size;
     return user;
 }
@@ -564,15 +587,8 @@ void *zm_dbg_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
 }
 
 size_t zm_dbg_usable_size(const void *ptr) {
-    size_t size = header_live_size(ptr);
-    if (__builtin_expect(size != 0, 1)) return size;
-    size_t hash;
-    shard *sh = shard_of(ptr, &hash);
-    pthread_mutex_lock(&sh->lock);
-    dbg_block *b = table_find(sh, hash, ptr);
-    if (b && !b->freed) size = b->size;
-    pthread_mutex_unlock(&sh->lock);
-    return size;
+    size_t size;
+    return header_probe(ptr, LIVE_TAG, &size) ? size : 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -581,25 +597,25 @@ size_t zm_dbg_usable_size(const void *ptr) {
 
 /* Looks for a block whose backend memory contains p, for the invalid-free
  * report. O(blocks); runs only on the way to abort(). */
+typedef struct container_search {
+    const unsigned char *p;
+    dbg_block found;
+    int ok;
+} container_search;
+
+static int container_fn(dbg_block *b, void *arg) {
+    container_search *cs = arg;
+    if (cs->p < b->raw || cs->p >= b->user + b->size + GUARD) return 0;
+    cs->found = *b;
+    cs->ok = 1;
+    return 1;
+}
+
 static int find_container(const void *p, dbg_block *out) {
-    const unsigned char *q = p;
-    for (int i = 0; i < NSHARDS; i++) {
-        shard *sh = &shards[i];
-        int found = 0;
-        pthread_mutex_lock(&sh->lock);
-        for (size_t j = 0; sh->buckets && j <= sh->mask && !found; j++) {
-            for (dbg_block *b = sh->buckets[j]; b; b = b->hnext) {
-                if (q >= b->raw && q < b->user + b->size + GUARD) {
-                    *out = *b;
-                    found = 1;
-                    break;
-                }
-            }
-        }
-        pthread_mutex_unlock(&sh->lock);
-        if (found) return 1;
-    }
-    return 0;
+    container_search cs = {.p = p, .ok = 0};
+    for_each_block(container_fn, &cs);
+    if (cs.ok) *out = cs.found;
+    return cs.ok;
 }
 
 static __attribute__((noreturn)) void die_bad_pointer(const void *ptr, const dbg_block *freed,
@@ -615,6 +631,15 @@ static __attribute__((noreturn)) void die_bad_pointer(const void *ptr, const dbg
         put_site(&l, NULL, 0, site.ra);
     } else {
         dbg_block c = {0};
+        if (find_container(ptr, &c) && c.user == ptr && !c.freed) {
+            /* Its header, before the checked guard bytes, was overwritten. */
+            put(&l, "zmalloc: heap underflow: block %p of %zu bytes allocated at ", ptr, c.size);
+            put_site(&l, c.file, c.line, c.alloc_ra);
+            put(&l, ", written before its start: the %d bytes before its guard zone are wrong",
+                HEADER);
+            flush_line(&l);
+            abort();
+        }
         put(&l, "zmalloc: invalid free of %p (%s) at ", ptr, op);
         put_site(&l, NULL, 0, site.ra);
         put(&l, ": not a block zmalloc returned");
@@ -630,8 +655,8 @@ static __attribute__((noreturn)) void die_bad_pointer(const void *ptr, const dbg
     abort();
 }
 
-/* Called with sh locked and b = ptr's record (or NULL). Returns, still
- * locked, if b is a live block with intact guards; otherwise unlocks,
+/* b is ptr's record with sh locked, or NULL with nothing locked. Returns,
+ * still locked, if b is a live block with intact guards; otherwise unlocks,
  * reports and aborts. */
 static void validate_locked(shard *sh, const void *ptr, dbg_block *b, const char *op) {
     if (b && !b->freed) {
@@ -643,8 +668,10 @@ static void validate_locked(shard *sh, const void *ptr, dbg_block *b, const char
         abort();
     }
     dbg_block copy = {0};
-    if (b) copy = *b;
-    pthread_mutex_unlock(&sh->lock);
+    if (b) {
+        copy = *b;
+        pthread_mutex_unlock(&sh->lock);
+    }
     die_bad_pointer(ptr, b ? &copy : NULL, op);
 }
 
@@ -654,14 +681,13 @@ static void validate_locked(shard *sh, const void *ptr, dbg_block *b, const char
  * already wrote the freed fill and header. */
 static void retire_locked(shard *sh, dbg_block *b, int filled, evicted *ev, sink *s) {
     if (b->size > Q_BYTES) {
-        table_remove(sh, b);
         zm_be_free(b->raw, b->raw_size);
         record_free(sh, b);
         return;
     }
     if (!filled) {
         memset(b->user, FREED_BYTE, b->size);
-        header_set(b->user, b->size, FREED_TAG);
+        header_set(b->user, b->size, b, FREED_TAG);
     }
     b->freed = 1;
     b->free_ra = site.ra;
@@ -680,36 +706,43 @@ static void retire_locked(shard *sh, dbg_block *b, int filled, evicted *ev, sink
 void zm_dbg_free(void *ptr, size_t usable) {
     (void)usable;
     unsigned char *user = ptr;
+    shard *sh = NULL;
     /* The expensive part, the freed fill, is done before taking the lock
      * when the header vouches for the block and its guards are intact;
-     * otherwise the locked path below checks (and reports) everything. */
-    size_t size = header_live_size(user);
+     * the locked part then confirms with the record (a racing second free
+     * of the same block finds it freed there). */
+    size_t size;
+    dbg_block *b = header_probe(user, LIVE_TAG, &size);
     int filled = 0;
-    if (size && size <= Q_BYTES && memcmp(user - GUARD, guard_pattern, GUARD) == 0 &&
-        memcmp(user + size, guard_pattern, GUARD) == 0) {
-        memset(user, FREED_BYTE, size);
-        header_set(user, size, FREED_TAG);
-        filled = 1;
+    if (b) {
+        if (size <= Q_BYTES && memcmp(user - GUARD, guard_pattern, GUARD) == 0 &&
+            memcmp(user + size, guard_pattern, GUARD) == 0) {
+            memset(user, FREED_BYTE, size);
+            header_set(user, size, b, FREED_TAG);
+            filled = 1;
+        }
+        sh = &shards[b->shard];
+        pthread_mutex_lock(&sh->lock);
+        if (!b->in_use || b->user != user) {
+            pthread_mutex_unlock(&sh->lock);
+            b = NULL;
+        }
+    } else {
+        b = lookup_locked(ptr, &sh);
     }
-    size_t hash;
-    shard *sh = shard_of(ptr, &hash);
+    validate_locked(sh, ptr, b, "zfree");
     evicted ev;
     ev.n = 0;
     sink s;
     sink_init(&s, 0);
-    pthread_mutex_lock(&sh->lock);
-    dbg_block *b = table_find(sh, hash, ptr);
-    validate_locked(sh, ptr, b, "zfree");
     retire_locked(sh, b, filled, &ev, &s);
     pthread_mutex_unlock(&sh->lock);
     finish_evicted(&ev, &s);
 }
 
 void *zm_dbg_realloc(void *ptr, size_t size, size_t *usable) {
-    size_t hash;
-    shard *sh = shard_of(ptr, &hash);
-    pthread_mutex_lock(&sh->lock);
-    dbg_block *b = table_find(sh, hash, ptr);
+    shard *sh = NULL;
+    dbg_block *b = lookup_locked(ptr, &sh);
     validate_locked(sh, ptr, b, "zrealloc");
     size_t old = b->size;
     pthread_mutex_unlock(&sh->lock);
@@ -718,13 +751,12 @@ void *zm_dbg_realloc(void *ptr, size_t size, size_t *usable) {
     if (!p) return NULL;
     memcpy(p, ptr, old < size ? old : size);
 
+    b = lookup_locked(ptr, &sh); /* another thread may have freed it meanwhile */
+    validate_locked(sh, ptr, b, "zrealloc");
     evicted ev;
     ev.n = 0;
     sink s;
     sink_init(&s, 0);
-    pthread_mutex_lock(&sh->lock);
-    b = table_find(sh, hash, ptr); /* another thread may have freed it meanwhile */
-    validate_locked(sh, ptr, b, "zrealloc");
     retire_locked(sh, b, 0, &ev, &s);
     pthread_mutex_unlock(&sh->lock);
     finish_evicted(&ev, &s);
@@ -735,21 +767,25 @@ void *zm_dbg_realloc(void *ptr, size_t size, size_t *usable) {
  * zmalloc_verify
  * --------------------------------------------------------------------- */
 
-int zmalloc_verify(void) {
+typedef struct verify_state {
     sink s;
-    sink_init(&s, 1);
-    int found = 0;
-    for (int i = 0; i < NSHARDS; i++) {
-        shard *sh = &shards[i];
-        pthread_mutex_lock(&sh->lock);
-        for (size_t j = 0; sh->buckets && j <= sh->mask; j++)
-            for (dbg_block *b = sh->buckets[j]; b; b = b->hnext)
-                found += check_block(b, &s);
-        pthread_mutex_unlock(&sh->lock);
-    }
-    print_sink(&s);
-    sink_free(&s);
-    return found;
+    int found;
+} verify_state;
+
+static int verify_fn(dbg_block *b, void *arg) {
+    verify_state *v = arg;
+    v->found += check_block(b, &v->s);
+    return 0;
+}
+
+int zmalloc_verify(void) {
+    verify_state v;
+    sink_init(&v.s, 1);
+    v.found = 0;
+    for_each_block(verify_fn, &v);
+    print_sink(&v.s);
+    sink_free(&v.s);
+    return v.found;
 }
 
 /* ---------------------------------------------------------------------
@@ -804,35 +840,38 @@ static void sort_leaks(leak *v, size_t n, int (*cmp)(const leak *, const leak *)
     }
 }
 
-size_t zmalloc_report_leaks(FILE *out) {
-    leak *v = NULL;
-    size_t n = 0, cap = 0, total_bytes = 0, unlisted = 0;
-    for (int i = 0; i < NSHARDS; i++) {
-        shard *sh = &shards[i];
-        pthread_mutex_lock(&sh->lock);
-        for (size_t j = 0; sh->buckets && j <= sh->mask; j++) {
-            for (dbg_block *b = sh->buckets[j]; b; b = b->hnext) {
-                if (b->freed) continue;
-                total_bytes += b->size;
-                if (n == cap) {
-                    size_t ncap = cap ? cap * 2 : 4096;
-                    leak *nv = zm_os_map(ncap * sizeof *nv);
-                    if (!nv) {
-                        unlisted++;
-                        continue;
-                    }
-                    if (v) {
-                        memcpy(nv, v, n * sizeof *nv);
-                        zm_os_unmap(v, cap * sizeof *v);
-                    }
-                    v = nv;
-                    cap = ncap;
-                }
-                v[n++] = (leak){b->file, b->file ? NULL : b->alloc_ra, b->line, 1, b->size};
-            }
+typedef struct leak_list {
+    leak *v;
+    size_t n, cap, total_bytes, unlisted;
+} leak_list;
+
+static int leak_fn(dbg_block *b, void *arg) {
+    leak_list *l = arg;
+    if (b->freed) return 0;
+    l->total_bytes += b->size;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 4096;
+        leak *nv = zm_os_map(ncap * sizeof *nv);
+        if (!nv) {
+            l->unlisted++;
+            return 0;
         }
-        pthread_mutex_unlock(&sh->lock);
+        if (l->v) {
+            memcpy(nv, l->v, l->n * sizeof *nv);
+            zm_os_unmap(l->v, l->cap * sizeof *nv);
+        }
+        l->v = nv;
+        l->cap = ncap;
     }
+    l->v[l->n++] = (leak){b->file, b->file ? NULL : b->alloc_ra, b->line, 1, b->size};
+    return 0;
+}
+
+size_t zmalloc_report_leaks(FILE *out) {
+    leak_list list = {0};
+    for_each_block(leak_fn, &list);
+    leak *v = list.v;
+    size_t n = list.n, cap = list.cap, total_bytes = list.total_bytes, unlisted = list.unlisted;
     size_t live = n + unlisted;
     /* Group by site, then order the groups by bytes. */
     sort_leaks(v, n, site_cmp);
