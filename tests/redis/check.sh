@@ -130,7 +130,6 @@ ensure_tools() {
     command -v pkg-config >/dev/null || need+=(pkg-config)
     command -v gcc >/dev/null || need+=(gcc)
     command -v make >/dev/null || need+=(make)
-    command -v setsid >/dev/null || need+=(util-linux)
     # Our jemalloc backend builds against Debian's libjemalloc.
     case " $BACKENDS " in *" jemalloc "*)
         [ -f /usr/include/jemalloc/jemalloc.h ] || need+=(libjemalloc-dev) ;;
@@ -492,5 +491,4 @@ main() {
     log "redis-check passed"
 }
 
-main "$@"
-exit $?
+main "$@"; exit $?
