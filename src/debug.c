@@ -82,8 +82,8 @@
 #define NEW_BYTE 0xBE          /* fresh block (not zcalloc)             */
 #define GUARD_BYTE 0xFD        /* front and tail guards                 */
 #define FREED_BYTE 0xDF        /* freed block in quarantine             */
-#define Q_COUNT 64             /* per shard: 2048 blocks in all ...     */
-#define Q_BYTES ((size_t)128 << 10) /* ... and at most 4 MiB                */
+#define Q_COUNT 512            /* per shard (so per group of threads; one thread: all of it) */
+#define Q_BYTES ((size_t)1 << 20) /* per shard; at most 16384 blocks, 32 MiB in all */
 #define RECORD_CHUNK ((size_t)64 << 10)
 #define MAX_WRONG 8 /* wrong bytes quoted per report */
 
