@@ -337,8 +337,11 @@ static __attribute__((noinline, cold)) void *zpl_enomem(void) {
     return NULL;
 }
 
-ZPL_EXPORT void *malloc(size_t size) {
-    ZM_NOTE_CALLER();
+/* The work of each function, without ZM_NOTE_CALLER: the exported entry
+ * points note their caller (the allocation site of a verification build)
+ * once and then call these, so a realloc(NULL, n) or an aligned request is
+ * charged to the program, not to this file. */
+static inline void *zpl_malloc(size_t size) {
     size_t usable;
     if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
     void *p = zm_lower_malloc(size ? size : 1, &usable);
@@ -347,8 +350,7 @@ ZPL_EXPORT void *malloc(size_t size) {
     return p;
 }
 
-ZPL_EXPORT void free(void *ptr) {
-    ZM_NOTE_CALLER();
+static inline void zpl_free(void *ptr) {
     if (zpl_unlikely(!ptr)) return;
 #if ZMALLOC_DEBUG_BUILD
     /* The verification layer checks the size it is given. */
@@ -366,6 +368,44 @@ ZPL_EXPORT void free(void *ptr) {
 #endif
 }
 
+static inline void *zpl_realloc(void *ptr, size_t size) {
+    if (!ptr) return zpl_malloc(size);
+    if (size == 0) {
+        /* glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL. */
+        zpl_free(ptr);
+        return NULL;
+    }
+    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
+    size_t usable, old = 0;
+    int counting = ZPL_COUNTING();
+    if (counting) old = zpl_size_of(ptr);
+    void *p = zm_lower_realloc(ptr, size, &usable);
+    if (zpl_unlikely(!p)) return zpl_enomem();
+    if (counting) zpl_count(usable, 'r', (int64_t)usable - (int64_t)old);
+    return p;
+}
+
+/* alignment: a power of two. */
+static void *zpl_aligned(size_t alignment, size_t size) {
+    if (alignment <= ZPL_MIN_ALIGN) return zpl_malloc(size);
+    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
+    size_t usable;
+    void *p = zm_lower_aligned_alloc(alignment, size ? size : 1, &usable);
+    if (zpl_unlikely(!p)) return zpl_enomem();
+    if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
+    return p;
+}
+
+ZPL_EXPORT void *malloc(size_t size) {
+    ZM_NOTE_CALLER();
+    return zpl_malloc(size);
+}
+
+ZPL_EXPORT void free(void *ptr) {
+    ZM_NOTE_CALLER();
+    zpl_free(ptr);
+}
+
 ZPL_EXPORT void *calloc(size_t nmemb, size_t size) {
     ZM_NOTE_CALLER();
     size_t bytes, usable;
@@ -379,37 +419,14 @@ ZPL_EXPORT void *calloc(size_t nmemb, size_t size) {
 
 ZPL_EXPORT void *realloc(void *ptr, size_t size) {
     ZM_NOTE_CALLER();
-    if (!ptr) return malloc(size);
-    if (size == 0) {
-        /* glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL. */
-        free(ptr);
-        return NULL;
-    }
-    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
-    size_t usable, old = 0;
-    int counting = ZPL_COUNTING();
-    if (counting) old = zpl_size_of(ptr);
-    void *p = zm_lower_realloc(ptr, size, &usable);
-    if (zpl_unlikely(!p)) return zpl_enomem();
-    if (counting) zpl_count(usable, 'r', (int64_t)usable - (int64_t)old);
-    return p;
+    return zpl_realloc(ptr, size);
 }
 
 ZPL_EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size) {
+    ZM_NOTE_CALLER();
     size_t bytes;
     if (__builtin_mul_overflow(nmemb, size, &bytes)) return zpl_enomem();
-    return realloc(ptr, bytes);
-}
-
-/* alignment: a power of two. */
-static void *zpl_aligned(size_t alignment, size_t size) {
-    if (alignment <= ZPL_MIN_ALIGN) return malloc(size);
-    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
-    size_t usable;
-    void *p = zm_lower_aligned_alloc(alignment, size ? size : 1, &usable);
-    if (zpl_unlikely(!p)) return zpl_enomem();
-    if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
-    return p;
+    return zpl_realloc(ptr, bytes);
 }
 
 static inline int zpl_pow2(size_t x) {

@@ -131,6 +131,37 @@ else
   bad "stress: build" "$WORK/stress.build.log"
 fi
 
+# --- the verification-mode library (ZMALLOC_DEBUG=1), when built ---------------------
+DLIB=${PRELOAD_DEBUG_LIB:-}
+for d in "$BDIR/../test-debug-pool" "$BDIR/../pool-debug"; do
+  [ -z "$DLIB" ] && [ -f "$d/libzmalloc-preload-debug.so" ] && DLIB=$(cd "$d" && pwd)/libzmalloc-preload-debug.so
+done
+if [ -n "$DLIB" ]; then
+  if [ -x "$WORK/stress" ] &&
+     LD_PRELOAD=$DLIB timeout 600 "$WORK/stress" --expect-preload 0.3 >"$WORK/stress-debug.out" 2>"$WORK/stress-debug.err"; then
+    ok "stress under the verification-mode library: $(tail -1 "$WORK/stress-debug.err")"
+  else
+    bad "stress under the verification-mode library" "$WORK/stress-debug.err"
+  fi
+  if [ -x $PY ] && (cd "$WORK" && LD_PRELOAD=$DLIB timeout 600 $PY "$P/dicts.py" 0.3) >"$WORK/dicts-debug.out" 2>"$WORK/dicts-debug.err" &&
+     (cd "$WORK" && timeout 600 $PY "$P/dicts.py" 0.3) | cmp -s - "$WORK/dicts-debug.out"; then
+    ok "python-dicts under the verification-mode library: same output"
+  else
+    bad "python-dicts under the verification-mode library" "$WORK/dicts-debug.err"
+  fi
+  printf '#include <stdlib.h>\n#include <string.h>\nint main(int c, char **v) { (void)v; char *p = malloc(10); memset(p, 1, 10 + c); free(p); return 0; }\n' >"$WORK/overflow.c"
+  if cc -O0 -o "$WORK/overflow" "$WORK/overflow.c" 2>/dev/null; then
+    rc=$( (LD_PRELOAD=$DLIB "$WORK/overflow" >/dev/null 2>"$WORK/overflow.err"; echo $?) 2>/dev/null)
+    if [ $rc -ne 0 ] && grep -q "overflow" "$WORK/overflow.err"; then
+      ok "verification-mode library reports a heap overflow (status $rc)"
+    else
+      bad "verification-mode library missed a heap overflow (status $rc)" "$WORK/overflow.err"
+    fi
+  fi
+else
+  skipped+=("verification-mode library: libzmalloc-preload-debug.so not built (make test builds it in test-debug-pool)")
+fi
+
 # --- zmrun ------------------------------------------------------------------------
 if [ -x "$ZMRUN" ] && [ -x $PY ]; then
   cat >"$WORK/mem.py" <<'EOF'
