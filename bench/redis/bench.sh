@@ -79,8 +79,8 @@ for b in "${BACKENDS[@]}"; do
     srv=$RB/tree-$b/src/redis-server
     if [ ! -x "$srv" ] || [ "${BENCH_REBUILD:-0}" = 1 ]; then
         need_build=1
-    elif [ -n "$(find "$ROOT/src" "$ROOT/include" "$ROOT/CMakeLists.txt" "$ROOT/tests/redis" \
-        -newer "$srv" -type f -print -quit 2>/dev/null)" ]; then
+    elif [ -n "$(find "$ROOT/src" "$ROOT/include" "$ROOT/CMakeLists.txt" "$ROOT/tests/redis/zmalloc.c" \
+        "$ROOT/tests/redis/zmalloc.h" -newer "$srv" -type f -print -quit 2>/dev/null)" ]; then
         need_build=1
     fi
 done
