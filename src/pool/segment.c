@@ -157,6 +157,10 @@ static void segment_drop(zp_heap *heap, zp_segment *seg) {
 }
 
 zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
+    /* Age dirty pages here too: a heap that only grows still lets go of
+     * pages it freed long ago. */
+    if (heap->dirty_bytes && zp_clock_ms() - heap->last_purge_ms >= ZP_PURGE_INTERVAL_MS)
+        zp_heap_purge_dirty(heap, ZP_DIRTY_AGE_MS);
     zp_page *page = heap->dirty[kind].first;
     zp_segment *seg;
     if (page) {
