@@ -206,32 +206,48 @@ static void drain_delayed(zp_heap *heap) {
 
 /* ---- allocation slow path --------------------------------------------------- */
 
+/* Pages looked at per search: bounds the slow path. */
+#define ZP_CANDIDATES 8
+
+/* The next page to allocate from. Among the first few pages of the queue
+ * with at least 1/8 of their blocks free, the fullest wins: allocation
+ * concentrates on dense pages and sparse ones drain until they go empty and
+ * return to the segment. Pages with less than 1/8 free move to the back so
+ * they gather more frees before they are looked at again; pages with none
+ * go to the full list. */
 static zp_page *find_page(zp_heap *heap, unsigned cls) {
     zp_pageq *q = &heap->queues[cls];
-    zp_page *page, *next;
-    for (page = q->first; page; page = next) {
+    zp_page *page, *next, *best = NULL, *fallback = NULL;
+    unsigned seen = 0;
+    for (page = q->first; page && seen < ZP_CANDIDATES; page = next) {
         next = page->next;
         if (!page->free) zp_page_collect(page);
-        if (!page->free && page->capacity < page->reserved) zp_page_extend(page);
-        if (page->free) {
-            if (page != q->first) {
+        if (!page->free && page->capacity == page->reserved) {
+            if (page_to_full(heap, page)) continue;
+            zp_page_collect(page); /* a remote free raced in */
+            if (!page->free) continue;
+        }
+        seen++;
+        uint32_t avail = page->reserved - page->used;
+        if (avail * 8 < page->reserved) {
+            if (!fallback || avail > fallback->reserved - fallback->used) fallback = page;
+            if (page != q->last) {
                 zp_pageq_remove(q, page);
-                zp_pageq_push_front(q, page);
+                zp_pageq_push_back(q, page);
             }
-            queue_fix(heap, cls);
-            return page;
+            continue;
         }
-        if (!page_to_full(heap, page)) {
-            zp_page_collect(page);
-            if (page->free) {
-                if (page != q->first) {
-                    zp_pageq_remove(q, page);
-                    zp_pageq_push_front(q, page);
-                }
-                queue_fix(heap, cls);
-                return page;
-            }
+        if (!best || page->used > best->used) best = page;
+    }
+    if (!best) best = fallback;
+    if (best) {
+        if (!best->free) zp_page_extend(best);
+        if (best != q->first) {
+            zp_pageq_remove(q, best);
+            zp_pageq_push_front(q, best);
         }
+        queue_fix(heap, cls);
+        return best;
     }
     page = zp_segment_page_alloc(heap, zp_kind_of_size(zp_class_size(cls)));
     if (!page) return NULL;

@@ -368,11 +368,15 @@ void zp_segments_release_cache(void) {
  * Freed huge mappings (without over-alignment) wait a while in a small cache
  * instead of being unmapped: a program that allocates and frees big buffers
  * in turn would otherwise pay a mmap, munmap and a page fault per 4 KiB each
- * time. The cache holds at most ZP_HUGE_CACHE_BYTES; entries older than
+ * time. The cache holds at most ZP_HUGE_CACHE_BYTES in mappings of up to
+ * ZP_HUGE_CACHE_ENTRY_MAX; entries older than
  * ZP_DIRTY_AGE_MS are unmapped on the next huge operation, all of them on
  * zm_be_purge(). A reused mapping is trimmed to within 1/8 of the request. */
 #define ZP_HUGE_CACHE_SLOTS 16
-#define ZP_HUGE_CACHE_BYTES ((size_t)32 << 20)
+#define ZP_HUGE_CACHE_BYTES ((size_t)16 << 20)
+/* Bigger mappings are rare and costly to keep: a Redis dict table that was
+ * just replaced by its resized copy should not linger in RSS. */
+#define ZP_HUGE_CACHE_ENTRY_MAX ((size_t)2 << 20)
 
 typedef struct huge_entry {
     zp_segment *seg;
@@ -494,7 +498,7 @@ void zp_huge_free(zp_segment *seg) {
     zp_stat_sub(&zp_stat.huge_count, 1);
     zp_stat_sub(&zp_stat.active, total);
     /* Only plain mappings (block right after the header) are cached. */
-    if (seg->huge_usable + ZP_HDR_SIZE == total && total <= ZP_HUGE_CACHE_BYTES / 4) {
+    if (seg->huge_usable + ZP_HDR_SIZE == total && total <= ZP_HUGE_CACHE_ENTRY_MAX) {
         zp_segment *expired[ZP_HUGE_CACHE_SLOTS + 1];
         uint64_t now = zp_clock_ms();
         zp_lock_acquire(&seg_lock);
