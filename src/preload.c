@@ -213,8 +213,10 @@ static zpl_thread *zpl_register(void) {
 
 static void zpl_init(void);
 
-/* One counted event: n allocations of a block of `usable` bytes (n = 0 for
- * a realloc, which is counted separately), f frees, delta bytes in use. */
+/* One counted event of `kind`: 'a' an allocation of a block of `usable`
+ * bytes, 'r' a realloc whose result has `usable` bytes, 'f' a free; delta
+ * is the change in bytes in use. Also where the options are read on the
+ * first call (zpl_mode is UNINIT until then, so every call comes here). */
 static __attribute__((noinline, cold)) void zpl_count(size_t usable, int kind, int64_t delta) {
     if (atomic_load_explicit(&zpl_mode, memory_order_relaxed) == ZPL_UNINIT) zpl_init();
     if (atomic_load_explicit(&zpl_mode, memory_order_relaxed) != ZPL_STATS) return;
