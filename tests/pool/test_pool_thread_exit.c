@@ -1,0 +1,116 @@
+/* test_pool_thread_exit.c: the edges of a heap's life.
+ *  - allocation from a constructor, before main (lazy init, no order);
+ *  - blocks allocated by a thread that has exited, freed later by main and
+ *    by other threads (abandoned pages), then their memory reused;
+ *  - a pthread key destructor that allocates and frees after the pool's own
+ *    thread-exit handler may already have run (the heap comes back);
+ *  - a thread that only frees (never allocates) blocks of other threads. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "test.h"
+#include "zmalloc.h"
+
+static void *early[100];
+static size_t early_ok;
+
+__attribute__((constructor)) static void before_main(void) {
+    for (int i = 0; i < 100; i++) {
+        early[i] = zmalloc((size_t)i * 37 + 1);
+        memset(early[i], 0x11, (size_t)i * 37 + 1);
+    }
+    void *p = zmalloc_aligned(4096, 100);
+    early_ok = ((uintptr_t)p % 4096 == 0);
+    zfree(p);
+}
+
+#define KEPT 5000
+static void *kept[KEPT];
+
+static void *allocator_thread(void *arg) {
+    (void)arg;
+    for (int i = 0; i < KEPT; i++) {
+        kept[i] = zmalloc((size_t)(i % 2000) + 1);
+        memset(kept[i], (int)(i & 0xff), (size_t)(i % 2000) + 1);
+    }
+    return NULL;
+}
+
+static void *freeing_thread(void *arg) {
+    long half = (long)arg;
+    for (int i = (int)half; i < KEPT; i += 2) {
+        unsigned char *p = kept[i];
+        if (p[0] != (unsigned char)(i & 0xff)) return (void *)1;
+        zfree(p);
+    }
+    return NULL;
+}
+
+static pthread_key_t late_key;
+static _Atomic int late_ran;
+
+static void late_destructor(void *v) {
+    /* Runs at thread exit, maybe after the pool's own destructor. */
+    zfree(v);
+    void *p = zmalloc(333);
+    memset(p, 1, 333);
+    zfree(p);
+    atomic_fetch_add(&late_ran, 1);
+}
+
+static void *keyed_thread(void *arg) {
+    (void)arg;
+    void *p = zmalloc(100);
+    pthread_setspecific(late_key, zmalloc(50));
+    zfree(p);
+    return NULL;
+}
+
+int main(void) {
+    CHECK(early_ok);
+    int intact = 1;
+    for (int i = 0; i < 100; i++) {
+        unsigned char *p = early[i];
+        for (int k = 0; k < i * 37 + 1; k++) intact &= p[k] == 0x11;
+        zfree(p);
+    }
+    CHECK(intact);
+
+    size_t base = zmalloc_used_memory();
+    zm_be_stats st0;
+    zm_be_get_stats(1, &st0);
+    for (int round = 0; round < 20; round++) {
+        pthread_t a, f1, f2;
+        pthread_create(&a, NULL, allocator_thread, NULL);
+        pthread_join(a, NULL); /* the owner is gone */
+        void *r1, *r2;
+        pthread_create(&f1, NULL, freeing_thread, (void *)0);
+        pthread_create(&f2, NULL, freeing_thread, (void *)1);
+        pthread_join(f1, &r1);
+        pthread_join(f2, &r2);
+        CHECK(r1 == NULL && r2 == NULL);
+    }
+    CHECK_EQ_SIZE(zmalloc_used_memory(), base);
+    zm_be_stats st1;
+    zm_be_get_stats(1, &st1);
+    CHECK_EQ_SIZE(st1.allocated, st0.allocated);
+    /* 20 rounds of ~5 MiB each: reuse keeps resident near one round's worth. */
+    CHECK(st1.resident < st0.resident + ((size_t)24 << 20));
+
+    pthread_key_create(&late_key, late_destructor);
+    for (int i = 0; i < 50; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, keyed_thread, NULL);
+        pthread_join(t, NULL);
+    }
+    CHECK(atomic_load(&late_ran) == 50);
+    CHECK_EQ_SIZE(zmalloc_used_memory(), base);
+    zmalloc_purge();
+    zm_be_stats st2;
+    zm_be_get_stats(1, &st2);
+    CHECK_EQ_SIZE(st2.allocated, st0.allocated);
+    CHECK(st2.allocated <= st2.active && st2.active <= st2.resident);
+    return test_summary("test_pool_thread_exit");
+}
