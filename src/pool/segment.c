@@ -21,7 +21,7 @@
 #include "platform.h"
 #include "pool.h"
 
-#define ZP_DIRTY_MAX ((size_t)32 << 20)
+#define ZP_DIRTY_MAX ((size_t)16 << 20)
 #define ZP_DIRTY_AGE_MS 1000u
 #define ZP_PURGE_INTERVAL_MS 250u
 #define ZP_CACHE_MAX 8
