@@ -159,7 +159,7 @@ static void segment_drop(zp_heap *heap, zp_segment *seg) {
 zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
     /* Age dirty pages here too: a heap that only grows still lets go of
      * pages it freed long ago. */
-    if (heap->dirty_bytes && zp_clock_ms() - heap->last_purge_ms >= ZP_PURGE_INTERVAL_MS)
+    if (zp_clock_ms() - heap->last_purge_ms >= ZP_PURGE_INTERVAL_MS)
         zp_heap_purge_dirty(heap, ZP_DIRTY_AGE_MS);
     zp_page *page = heap->dirty[kind].first;
     zp_segment *seg;
@@ -207,8 +207,11 @@ static void page_mark_free(zp_segment *seg, zp_page *page) {
     seg->used_pages--;
 }
 
+static void huge_cache_expire_aged(void);
+
 void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) {
     uint64_t now = zp_clock_ms();
+    huge_cache_expire_aged();
     for (unsigned k = 0; k < ZP_KINDS; k++) {
         zp_page *pg;
         while ((pg = heap->dirty[k].last) != NULL && now - pg->free_since >= older_than_ms) {
@@ -369,14 +372,15 @@ void zp_segments_release_cache(void) {
  * instead of being unmapped: a program that allocates and frees big buffers
  * in turn would otherwise pay a mmap, munmap and a page fault per 4 KiB each
  * time. The cache holds at most ZP_HUGE_CACHE_BYTES in mappings of up to
- * ZP_HUGE_CACHE_ENTRY_MAX; entries older than
- * ZP_DIRTY_AGE_MS are unmapped on the next huge operation, all of them on
+ * ZP_HUGE_CACHE_ENTRY_MAX. Entries older than ZP_HUGE_CACHE_AGE_MS are
+ * unmapped on the next huge operation or periodic page-level purge check of
+ * any heap (a freed Redis dict table must not linger), all of them on
  * zm_be_purge(). A reused mapping is trimmed to within 1/8 of the request. */
 #define ZP_HUGE_CACHE_SLOTS 16
 #define ZP_HUGE_CACHE_BYTES ((size_t)16 << 20)
 /* Bigger mappings are rare and costly to keep: a Redis dict table that was
  * just replaced by its resized copy should not linger in RSS. */
-#define ZP_HUGE_CACHE_ENTRY_MAX ((size_t)2 << 20)
+#define ZP_HUGE_CACHE_ENTRY_MAX (((size_t)4 << 20) + ZP_HDR_SIZE)
 
 typedef struct huge_entry {
     zp_segment *seg;
@@ -385,6 +389,9 @@ typedef struct huge_entry {
 static huge_entry huge_cache[ZP_HUGE_CACHE_SLOTS];
 static unsigned huge_cache_n;
 static size_t huge_cache_bytes;
+/* huge_cache_n as of the last change, readable without the lock. */
+static _Atomic unsigned huge_cache_hint;
+#define ZP_HUGE_CACHE_AGE_MS 250u
 
 static void huge_unmap(zp_segment *seg, size_t total) {
     zp_stat_sub(&zp_stat.committed, total);
@@ -416,7 +423,7 @@ static zp_segment *huge_cache_take(size_t need) {
     zp_segment *expired[ZP_HUGE_CACHE_SLOTS], *seg = NULL;
     uint64_t now = zp_clock_ms();
     zp_lock_acquire(&seg_lock);
-    unsigned nexp = huge_cache_expire(now, ZP_DIRTY_AGE_MS, expired);
+    unsigned nexp = huge_cache_expire(now, ZP_HUGE_CACHE_AGE_MS, expired);
     unsigned best = ZP_HUGE_CACHE_SLOTS;
     for (unsigned i = 0; i < huge_cache_n; i++) {
         size_t m = huge_cache[i].seg->map_size;
@@ -428,6 +435,7 @@ static zp_segment *huge_cache_take(size_t need) {
         huge_cache_bytes -= seg->map_size;
         huge_cache[best] = huge_cache[--huge_cache_n];
     }
+    atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);
     zp_lock_release(&seg_lock);
     huge_unmap_all(expired, nexp);
     if (seg && seg->map_size - need > need / 8) {
@@ -502,7 +510,7 @@ void zp_huge_free(zp_segment *seg) {
         zp_segment *expired[ZP_HUGE_CACHE_SLOTS + 1];
         uint64_t now = zp_clock_ms();
         zp_lock_acquire(&seg_lock);
-        unsigned nexp = huge_cache_expire(now, ZP_DIRTY_AGE_MS, expired);
+        unsigned nexp = huge_cache_expire(now, ZP_HUGE_CACHE_AGE_MS, expired);
         /* Make room: evict the oldest until it fits. */
         while (huge_cache_n &&
                (huge_cache_n == ZP_HUGE_CACHE_SLOTS ||
@@ -518,6 +526,7 @@ void zp_huge_free(zp_segment *seg) {
         huge_cache[huge_cache_n].since = now;
         huge_cache_n++;
         huge_cache_bytes += total;
+        atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);
         zp_lock_release(&seg_lock);
         huge_unmap_all(expired, nexp);
         return;
@@ -525,12 +534,22 @@ void zp_huge_free(zp_segment *seg) {
     huge_unmap(seg, total);
 }
 
-void zp_huge_cache_release(void) {
+static void huge_cache_drop(uint64_t max_age) {
     zp_segment *expired[ZP_HUGE_CACHE_SLOTS];
     zp_lock_acquire(&seg_lock);
-    unsigned n = huge_cache_expire(0, 0, expired);
+    unsigned n = huge_cache_expire(max_age ? zp_clock_ms() : 0, max_age, expired);
+    atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);
     zp_lock_release(&seg_lock);
     huge_unmap_all(expired, n);
+}
+
+static void huge_cache_expire_aged(void) {
+    if (atomic_load_explicit(&huge_cache_hint, memory_order_relaxed))
+        huge_cache_drop(ZP_HUGE_CACHE_AGE_MS);
+}
+
+void zp_huge_cache_release(void) {
+    huge_cache_drop(0);
 }
 
 void zp_segment_fork_prepare(void) {
