@@ -49,6 +49,8 @@ void zp_page_extend(zp_page *page) {
     ((zp_block *)p)->next = page->free;
     page->free = (zp_block *)first;
     page->capacity += n;
+    /* "active" counts carved blocks: what a page can have made resident. */
+    zp_stat_add(&zp_stat.active, (size_t)n * bs);
 }
 
 /* Move the remote frees onto the local list. Keeps the state bits. */

@@ -191,14 +191,13 @@ zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
         segq_remove(&heap->segments[kind], seg);
         segq_push_back(&heap->segments[kind], seg);
     }
-    zp_stat_add(&zp_stat.active, page_area(seg, page));
     return page;
 }
 
 /* Mark page free in its segment; stats only, no heap lists. */
 static void page_mark_free(zp_segment *seg, zp_page *page) {
     atomic_fetch_sub_explicit(&zp_stat.class_pages[page->cls], 1, memory_order_relaxed);
-    zp_stat_sub(&zp_stat.active, page_area(seg, page));
+    zp_stat_sub(&zp_stat.active, (size_t)page->capacity * page->block_size);
     page->state = ZP_PAGE_FREE;
     page->free = NULL;
     atomic_store_explicit(&page->flags, 0, memory_order_relaxed);

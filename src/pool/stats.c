@@ -7,12 +7,14 @@
  * Reading costs one pass over the live heaps; nothing walks pages.
  *
  *   allocated       usable bytes of live blocks (class size x blocks + huge)
- *   active          bytes of pages holding blocks, plus huge mappings
+ *   active          bytes of blocks carved in pages in use (a page is carved
+ *                   lazily, so this is what it can have touched), plus huge
+ *                   mappings
  *   resident        active + dirty free pages + segment headers + metadata
  *                   (an upper bound: lazily carved pages count in full)
  *   retained        address space held but decommitted or never touched
  *   muzzy           0: pages are released with MADV_DONTNEED, never lazily
- *   frag_smallbins  active - allocated over class pages
+ *   frag_smallbins  active - allocated: free carved blocks in class pages
  */
 #include <stdio.h>
 
