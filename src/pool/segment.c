@@ -10,7 +10,9 @@
  * When a thread exits its segments still holding live blocks go on a global
  * abandoned list; a thread that needs a page adopts one of those before it
  * maps a new segment, so thread churn reuses memory instead of growing.
- * Wholly free segments go to a small cache (decommitted) or are unmapped.
+ * Wholly free segments go to a small cache (pages decommitted) or to the
+ * retained list (header decommitted too); segments come from 64 MiB arenas
+ * and their address space is kept for reuse, never unmapped one by one.
  * The global lists are guarded by seg_lock, taken only on these slow paths.
  */
 #define _GNU_SOURCE
@@ -102,20 +104,46 @@ static void segment_setup(zp_segment *seg, unsigned kind) {
     }
 }
 
-/* A fresh segment of `kind` for heap: from the cache, else from the OS. */
+/* Segments are carved from 64 MiB arenas (one mmap, one kernel mapping for
+ * 16 segments) and never unmapped one by one: a segment nobody needs is
+ * decommitted, header included, and kept on the retained list for reuse.
+ * That saves the over-map-and-trim syscalls per segment and keeps the
+ * process's mapping count (fork, smaps) low. Under seg_lock. */
+#define ZP_ARENA_SIZE ((size_t)64 << 20)
+static char *arena_next, *arena_end;
+static zp_segq retained;
+
+/* A fresh segment of `kind` for heap: from the cache (header resident),
+ * else the retained list, else an arena. */
 static zp_segment *segment_new(zp_heap *heap, unsigned kind) {
     zp_segment *seg = NULL;
+    int cached = 0;
     zp_lock_acquire(&seg_lock);
     if (cache.first) {
         seg = cache.first;
         segq_remove(&cache, seg);
         cache_count--;
+        cached = 1;
+    } else if (retained.first) {
+        seg = retained.first;
+        segq_remove(&retained, seg);
+    } else {
+        if (arena_next == arena_end) {
+            char *a = zm_os_map_aligned(ZP_ARENA_SIZE, ZP_SEG_SIZE);
+            if (a) {
+                zp_stat_add(&zp_stat.mapped, ZP_ARENA_SIZE);
+                arena_next = a;
+                arena_end = a + ZP_ARENA_SIZE;
+            }
+        }
+        if (arena_next != arena_end) {
+            seg = (zp_segment *)arena_next;
+            arena_next += ZP_SEG_SIZE;
+        }
     }
     zp_lock_release(&seg_lock);
-    if (!seg) {
-        seg = zm_os_map_aligned(ZP_SEG_SIZE, ZP_SEG_SIZE);
-        if (!seg) return NULL;
-        zp_stat_add(&zp_stat.mapped, ZP_SEG_SIZE);
+    if (!seg) return NULL;
+    if (!cached) {
         zp_stat_add(&zp_stat.committed, ZP_HDR_SIZE);
         zp_stat_add(&zp_stat.segments, 1);
     }
@@ -125,22 +153,25 @@ static zp_segment *segment_new(zp_heap *heap, unsigned kind) {
     return seg;
 }
 
-/* All pages of seg are free and clean: cache it, or unmap it. */
+/* Under seg_lock: seg leaves use for the retained list. */
+static void segment_retain_locked(zp_segment *seg) {
+    zm_os_decommit(seg, ZP_HDR_SIZE);
+    zp_stat_sub(&zp_stat.committed, ZP_HDR_SIZE);
+    zp_stat_sub(&zp_stat.segments, 1);
+    segq_push_front(&retained, seg);
+}
+
+/* All pages of seg are free and clean: cache it, or retain it. */
 static void segment_release(zp_segment *seg) {
     seg->owner = NULL;
     zp_lock_acquire(&seg_lock);
     if (cache_count < ZP_CACHE_MAX) {
         segq_push_front(&cache, seg);
         cache_count++;
-        seg = NULL;
+    } else {
+        segment_retain_locked(seg);
     }
     zp_lock_release(&seg_lock);
-    if (seg) {
-        zm_os_unmap(seg, ZP_SEG_SIZE);
-        zp_stat_sub(&zp_stat.mapped, ZP_SEG_SIZE);
-        zp_stat_sub(&zp_stat.committed, ZP_HDR_SIZE);
-        zp_stat_sub(&zp_stat.segments, 1);
-    }
 }
 
 /* Take seg away from heap: its dirty pages are purged first. */
@@ -349,18 +380,13 @@ void zp_segments_collect_abandoned(void) {
 
 void zp_segments_release_cache(void) {
     zp_lock_acquire(&seg_lock);
-    zp_segq list = cache;
-    cache.first = cache.last = NULL;
+    zp_segment *seg;
+    while ((seg = cache.first) != NULL) {
+        segq_remove(&cache, seg);
+        segment_retain_locked(seg);
+    }
     cache_count = 0;
     zp_lock_release(&seg_lock);
-    zp_segment *seg, *next;
-    for (seg = list.first; seg; seg = next) {
-        next = seg->next;
-        zm_os_unmap(seg, ZP_SEG_SIZE);
-        zp_stat_sub(&zp_stat.mapped, ZP_SEG_SIZE);
-        zp_stat_sub(&zp_stat.committed, ZP_HDR_SIZE);
-        zp_stat_sub(&zp_stat.segments, 1);
-    }
 }
 
 /* ---- huge blocks ----------------------------------------------------------
