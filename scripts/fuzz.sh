@@ -20,7 +20,7 @@ for b in libc pool; do
   fi
   for f in "$dir"/tests/fuzz_*; do
     [ -x "$f" ] || continue
-    if ASAN_OPTIONS=allocator_may_return_null=1 "$f" -runs="$RUNS" -max_len=4096 -seed=1 >"$f.log" 2>&1; then
+    if ASAN_OPTIONS=allocator_may_return_null=1 "$f" -runs="$RUNS" -max_len=4096 -seed=1 -artifact_prefix="$dir/" >"$f.log" 2>&1; then
       echo "   $b $(basename "$f"): $(grep -Eo 'Done [0-9]+ runs' "$f.log" || echo 'done')"
     else
       echo "   $b $(basename "$f"): CRASH"; tail -30 "$f.log"; status=1

@@ -129,11 +129,15 @@ static zp_segment *segment_new(zp_heap *heap, unsigned kind) {
         segq_remove(&retained, seg);
     } else {
         if (arena_next == arena_end) {
-            char *a = zm_os_map_aligned(ZP_ARENA_SIZE, ZP_SEG_SIZE);
+            /* Under an address-space limit a whole arena may not fit: then
+             * one segment is an arena of its own. */
+            size_t size = ZP_ARENA_SIZE;
+            char *a = zm_os_map_aligned(size, ZP_SEG_SIZE);
+            if (!a) a = zm_os_map_aligned(size = ZP_SEG_SIZE, ZP_SEG_SIZE);
             if (a) {
-                zp_stat_add(&zp_stat.mapped, ZP_ARENA_SIZE);
+                zp_stat_add(&zp_stat.mapped, size);
                 arena_next = a;
-                arena_end = a + ZP_ARENA_SIZE;
+                arena_end = a + size;
             }
         }
         if (arena_next != arena_end) {
@@ -513,7 +517,9 @@ void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) {
         zp_stat_add(&zp_stat.mapped, total);
         zp_stat_add(&zp_stat.committed, total);
     } else if (zero) {
-        memset(user, 0, size); /* a fresh mapping is zero already */
+        /* A fresh mapping is zero already; a cached one may be larger than
+         * asked for, and calloc's caller may use all of the usable size. */
+        memset(user, 0, seg->huge_usable);
     }
     zp_stat_add(&zp_stat.active, total);
     zp_stat_add(&zp_stat.huge_live, seg->huge_usable);
