@@ -68,6 +68,17 @@ static void test_calloc_zeroes_recycled(void) {
         CHECK(z && all_bytes(z, 3 * size, 0));
         zfree(z);
     }
+    /* Large blocks too: a dirty freed mapping may come back larger than
+     * asked for, and every usable byte must be zero. */
+    for (size_t big = 300000; big <= 3000000; big *= 3) {
+        unsigned char *dirty = zmalloc(big * 2);
+        memset(dirty, 0xEE, zmalloc_usable_size(dirty));
+        zfree(dirty);
+        size_t usable;
+        unsigned char *z = zcalloc_usable(big, &usable);
+        CHECK(z && usable >= big && all_bytes(z, usable, 0));
+        zfree(z);
+    }
     void *z0 = zcalloc_num(0, 8); /* num 0 still returns a block */
     CHECK(z0 != NULL);
     zfree(z0);
