@@ -5,7 +5,8 @@
 # by scripts/backends.sh, never fatal here.
 set -u
 want=(cmake pkg-config make gcc clang libclang-rt-14-dev libjemalloc-dev
-      libgoogle-perftools-dev libmimalloc-dev valgrind gnuplot-nox python3)
+      libgoogle-perftools-dev libmimalloc-dev valgrind gnuplot-nox python3
+      sqlite3 tcl perl git g++ libpython3.11-testsuite dpkg-dev)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
