@@ -21,7 +21,7 @@ void *zm_be_calloc(size_t size, size_t *usable) {
     if (size > ZP_MAX_CLASS_SIZE) {
         if (zp_tl_heap == &zp_empty_heap) { /* creates the heap, then huge */
             void *p = zp_malloc_generic(zp_tl_heap, size, usable);
-            if (p) memset(p, 0, size);
+            if (p) memset(p, 0, *usable);
             return p;
         }
         return zp_huge_alloc(size, 0, usable, 1);
