@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +18,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static size_t cached_page_size;
+/* Atomic: any thread may be first to ask (a plain variable is a data race
+ * under TSan, though every writer stores the same value). */
+static _Atomic size_t cached_page_size;
 
 size_t zm_os_page_size(void) {
-    if (!cached_page_size) cached_page_size = (size_t)sysconf(_SC_PAGESIZE);
-    return cached_page_size;
+    size_t page = atomic_load_explicit(&cached_page_size, memory_order_relaxed);
+    if (!page) {
+        page = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&cached_page_size, page, memory_order_relaxed);
+    }
+    return page;
 }
 
 void *zm_os_map(size_t size) {
