@@ -6,6 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+mkdir -p "$BUILD"
 RUNS=${FUZZ_RUNS:-20000}
 . scripts/backends.sh
 read -r -a backends <<<"$(available_backends 2>/dev/null)"

@@ -7,6 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 . scripts/backends.sh
 BUILD=${BUILD:-build}
+mkdir -p "$BUILD"
 JOBS=${JOBS:-$(nproc)}
 passed=0
 failed=0
