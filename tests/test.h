@@ -76,35 +76,43 @@ static inline int test_summary(const char *name) {
     return test_failed ? 1 : 0;
 }
 
-/* Runs fn(arg) in a child with stderr captured. Returns 1 when the child
- * died by SIGABRT (or want_abort == 0 and it exited non-zero) and its stderr
- * contains `needle` (NULL: anything). */
-static inline int expect_death(void (*fn)(void *), void *arg, const char *needle, int want_abort) {
+/* Runs fn(arg) in a forked child with its stderr captured into buf
+ * (NUL-terminated). Returns the child's exit code, or -signal if a signal
+ * killed it. */
+static inline int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap) {
     int pipefd[2];
-    if (pipe(pipefd) != 0) return 0;
+    if (pipe(pipefd) != 0) return -1000;
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         close(pipefd[0]);
         dup2(pipefd[1], 2);
         fn(arg);
-        _exit(0); /* survived: not a death */
+        _exit(0);
     }
     close(pipefd[1]);
-    char buf[8192];
     size_t len = 0;
     ssize_t n;
-    while ((n = read(pipefd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
     buf[len] = '\0';
     close(pipefd[0]);
     int status;
     waitpid(pid, &status, 0);
-    int died = want_abort ? (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT)
-                          : (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status)));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+/* A death test: 1 when fn(arg) in a child died by SIGABRT (or, with
+ * want_abort == 0, died or exited non-zero) and its stderr contains
+ * `needle` (NULL: anything). */
+static inline int expect_death(void (*fn)(void *), void *arg, const char *needle, int want_abort) {
+    char buf[8192];
+    int rc = run_child(fn, arg, buf, sizeof buf);
+    int died = want_abort ? rc == -SIGABRT : rc != 0;
     int matched = !needle || strstr(buf, needle) != NULL;
     if (!died || !matched)
-        fprintf(stderr, "  death test: died=%d matched=%d (wanted \"%s\"), child stderr:\n%s\n",
-                died, matched, needle ? needle : "", buf);
+        fprintf(stderr, "  death test: status %d matched=%d (wanted \"%s\"), child stderr:\n%s\n",
+                rc, matched, needle ? needle : "", buf);
     return died && matched;
 }
 

@@ -14,31 +14,6 @@
 #include "test.h"
 #include "zmalloc.h"
 
-/* Runs fn(arg) in a child; returns its exit code (-signal if killed) and
- * its stderr in buf. */
-static int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap) {
-    int pipefd[2];
-    if (pipe(pipefd) != 0) return -1000;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pipefd[0]);
-        dup2(pipefd[1], 2);
-        fn(arg);
-        _exit(0);
-    }
-    close(pipefd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(pipefd[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
 /* Writes p[off] = v where the compiler cannot see the bounds (the writes
  * out of bounds are the point). */
 static void poke(char *p, long off, int v) {
