@@ -101,19 +101,10 @@ if [ "${BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -g
     PIN_CLIENT=(taskset -c 0)
 fi
 
-free_port() {
-    local p=$1
-    while [ "$p" -lt $(($1 + 200)) ]; do
-        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-        p=$((p + 1))
-    done
-    die "no free loopback port near $1"
-}
+. "$ROOT/tests/redis/common.sh" # free_port
 
 declare -A PORT PID
+
 start_server() { # backend base-port
     local b=$1 port dir=$WORK/$1
     port=$(free_port "$2")

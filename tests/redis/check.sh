@@ -272,20 +272,10 @@ build_redis() {
 }
 
 # ---------------------------------------------------------------- server checks
-# Find a free loopback port starting at $1.
-free_port() {
-    local p=$1
-    while [ "$p" -lt $(($1 + 200)) ]; do
-        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-        p=$((p + 1))
-    done
-    die "no free loopback port near $1"
-}
+. "$ROOT/tests/redis/common.sh" # free_port
 
 CLI=()
+
 start_server() { # tree port dir
     local tree=$1 port=$2 dir=$3
     mkdir -p "$dir"
