@@ -70,6 +70,12 @@ int zm_os_decommit_lazy(void *addr, size_t size) {
     return madvise(addr, size, MADV_DONTNEED);
 }
 
+void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst) {
+    void *n = dst ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
+                  : mremap(addr, old_size, new_size, 0);
+    return n == MAP_FAILED ? NULL : n;
+}
+
 /* Read a whole small file into buf (NUL-terminated); returns bytes or -1. */
 static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -26,6 +26,13 @@ int zm_os_decommit(void *addr, size_t size);
 /* As zm_os_decommit but lazy (MADV_FREE where the kernel has it, else
  * MADV_DONTNEED): the pages stay resident until the kernel needs them. */
 int zm_os_decommit_lazy(void *addr, size_t size);
+/* Resize the mapping [addr, addr + old_size) to new_size (both page
+ * multiples), keeping its pages (mremap, no copy). With dst NULL in place:
+ * returns addr, or NULL when the range after it is taken (growth). With dst
+ * (a mapping of new_size bytes the caller owns) the pages move there,
+ * replacing it, and [addr, addr + old_size) is unmapped: returns dst, or
+ * NULL on failure (both mappings then unchanged). */
+void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst);
 
 /* /proc readers used by the Redis API (zmalloc.h documents each). */
 size_t zm_os_rss(void);

@@ -340,6 +340,11 @@ void *zp_realloc(void *p, size_t size, size_t *usable) {
             return p;
         }
     }
+    /* Huge to huge: move the pages (mremap), copy nothing. */
+    if (seg->kind == ZP_KIND_HUGE && size > ZP_MAX_CLASS_SIZE) {
+        void *m = zp_huge_remap(seg, p, size, usable);
+        if (m) return m;
+    }
     void *n = zp_malloc_fast(size, usable);
     if (!n) return NULL;
     memcpy(n, p, old < size ? old : size);

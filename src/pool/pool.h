@@ -189,6 +189,7 @@ void zp_segments_release_cache(void) ZP_HIDDEN;
 void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) ZP_HIDDEN;
 void zp_huge_cache_release(void) ZP_HIDDEN;
 void zp_huge_free(zp_segment *seg) ZP_HIDDEN;
+void *zp_huge_remap(zp_segment *seg, void *p, size_t size, size_t *usable) ZP_HIDDEN;
 void zp_segment_fork_prepare(void) ZP_HIDDEN;
 void zp_segment_fork_parent(void) ZP_HIDDEN;
 void zp_segment_fork_child(void) ZP_HIDDEN;

@@ -531,6 +531,49 @@ oom:
     return NULL;
 }
 
+/* Resize a huge block to `size` usable bytes without copying: mremap in
+ * place when the range after the mapping is free (or when shrinking), else
+ * move its pages onto a fresh segment-aligned reservation (the start must
+ * stay aligned, so the pointer-to-segment mask still finds the header).
+ * Only plain mappings (block right after the header). NULL when it cannot:
+ * the caller copies. The pages keep their state, so mapped, committed and
+ * active move by the size difference; huge_live by the usable difference. */
+void *zp_huge_remap(zp_segment *seg, void *p, size_t size, size_t *usable) {
+    size_t os_page = zm_os_page_size();
+    if ((char *)p - (char *)seg != (ptrdiff_t)ZP_HDR_SIZE || size > SIZE_MAX / 2) return NULL;
+    size_t total = (ZP_HDR_SIZE + size + os_page - 1) & ~(os_page - 1);
+    size_t old = seg->map_size, old_usable = seg->huge_usable;
+    if (total == old) {
+        *usable = old_usable;
+        return p;
+    }
+    zp_segment *n = zm_os_remap(seg, old, total, NULL);
+    if (!n) {
+        void *dst = zm_os_map_aligned(total, ZP_SEG_SIZE);
+        if (!dst) return NULL;
+        n = zm_os_remap(seg, old, total, dst);
+        if (!n) {
+            zm_os_unmap(dst, total);
+            return NULL;
+        }
+    }
+    n->map_size = total;
+    n->huge_usable = total - ZP_HDR_SIZE;
+    if (total > old) {
+        zp_stat_add(&zp_stat.mapped, total - old);
+        zp_stat_add(&zp_stat.committed, total - old);
+        zp_stat_add(&zp_stat.active, total - old);
+        zp_stat_add(&zp_stat.huge_live, n->huge_usable - old_usable);
+    } else {
+        zp_stat_sub(&zp_stat.mapped, old - total);
+        zp_stat_sub(&zp_stat.committed, old - total);
+        zp_stat_sub(&zp_stat.active, old - total);
+        zp_stat_sub(&zp_stat.huge_live, old_usable - n->huge_usable);
+    }
+    *usable = n->huge_usable;
+    return (char *)n + ZP_HDR_SIZE;
+}
+
 void zp_huge_free(zp_segment *seg) {
     size_t total = seg->map_size;
     zp_stat_sub(&zp_stat.huge_live, seg->huge_usable);
