@@ -33,7 +33,7 @@ zp_counters zp_stat;
 static zp_lock global_lock;
 static zp_heap *heap_registry;   /* live and orphaned heaps */
 static zp_heap *heap_free_list;  /* recycled heap structs */
-static char *meta_cursor, *meta_end;
+static char *meta_cursor, *meta_end, *meta_touched;
 
 enum { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
 static _Atomic int init_state;
@@ -81,12 +81,17 @@ static zp_heap *heap_struct_alloc(void) {
         char *m = zm_os_map(chunk);
         if (!m) return NULL;
         zp_stat_add(&zp_stat.mapped, chunk);
-        zp_stat_add(&zp_stat.committed, chunk);
-        meta_cursor = m;
+        meta_cursor = meta_touched = m;
         meta_end = m + chunk;
     }
     heap = (zp_heap *)meta_cursor;
     meta_cursor += need;
+    /* committed grows by the 4 KiB pages the heap structs reach. */
+    if (meta_cursor > meta_touched) {
+        char *t = (char *)(((uintptr_t)meta_cursor + 4095) & ~(uintptr_t)4095);
+        zp_stat_add(&zp_stat.committed, (size_t)(t - meta_touched));
+        meta_touched = t;
+    }
     return heap;
 }
 

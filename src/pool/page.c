@@ -51,6 +51,14 @@ void zp_page_extend(zp_page *page) {
     page->capacity += n;
     /* "active" counts carved blocks: what a page can have made resident. */
     zp_stat_add(&zp_stat.active, (size_t)n * bs);
+    /* Pages of the area touched since the last decommit: committed grows
+     * only when carving passes the high-water mark. */
+    size_t extent = ((size_t)page->capacity * bs + ((size_t)1 << ZP_TOUCH_SHIFT) - 1) >>
+                    ZP_TOUCH_SHIFT;
+    if (extent > page->touched) {
+        zp_stat_add(&zp_stat.committed, (extent - page->touched) << ZP_TOUCH_SHIFT);
+        page->touched = (uint16_t)extent;
+    }
 }
 
 /* Move the remote frees onto the local list. Keeps the state bits. */

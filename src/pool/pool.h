@@ -108,6 +108,10 @@ typedef struct zp_page {
     uint8_t index;  /* position in the segment                      */
     /* Read by every thread that frees into this page. */
     _Atomic uint8_t flags;
+    /* Owner-only: 4 KiB pages of the area carved since the last decommit
+     * (high-water mark, kept while the page sits dirty or is reused). What
+     * the page adds to zp_stat.committed and to its heap's dirty_bytes. */
+    uint16_t touched;
     _Atomic(struct zp_heap *) xheap; /* owner; NULL when free or abandoned */
     _Atomic uintptr_t xthread_free;  /* remote frees | ZP_TF_* state        */
     /* Queue links: class queue, the heap's full list, or its dirty list. */
@@ -130,6 +134,8 @@ typedef struct zp_segment {
 } zp_segment;
 
 _Static_assert(sizeof(zp_segment) <= ZP_HDR_SIZE, "segment header too large");
+_Static_assert(sizeof(zp_page) == 80, "zp_page grew");
+#define ZP_TOUCH_SHIFT 12 /* zp_page.touched unit: 4 KiB */
 
 typedef struct zp_pageq {
     zp_page *first, *last;
@@ -212,7 +218,7 @@ typedef struct zp_counters {
     _Atomic(long) class_live_dead[ZP_NCLASSES]; /* folded from exited heaps */
     _Atomic(long) remote_live[ZP_NCLASSES];     /* frees by heapless threads */
     _Atomic(size_t) mapped;    /* bytes of address space held              */
-    _Atomic(size_t) committed; /* bytes possibly resident (headers, pages in use, dirty) */
+    _Atomic(size_t) committed; /* bytes touched: headers, carved page extents, huge */
     _Atomic(size_t) active;    /* bytes of pages in use and huge blocks     */
     _Atomic(size_t) huge_live; /* usable bytes of live huge blocks          */
     _Atomic(size_t) huge_count;

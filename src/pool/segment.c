@@ -71,17 +71,21 @@ static void segq_remove(zp_segq *q, zp_segment *s) {
     s->next = s->prev = NULL;
 }
 
-/* Bytes of a page's block area (page 0 shares its page with the header). */
-static size_t page_area(const zp_segment *seg, const zp_page *page) {
-    size_t size = seg->npages == 1 ? ZP_SEG_SIZE : (size_t)1 << seg->page_shift;
-    return page->index ? size : size - ZP_HDR_SIZE;
+/* Bytes of the page's area touched since its last decommit. */
+static size_t page_touched(const zp_page *page) {
+    return (size_t)page->touched << ZP_TOUCH_SHIFT;
 }
 
+/* Only the touched part is resident: nothing to give back (no madvise)
+ * when it is 0. */
 static void decommit_page(zp_segment *seg, zp_page *page) {
-    zm_os_decommit((char *)seg + (page->index ? (size_t)page->index << seg->page_shift
-                                              : ZP_HDR_SIZE),
-                   page_area(seg, page));
-    zp_stat_sub(&zp_stat.committed, page_area(seg, page));
+    if (page->touched) {
+        zm_os_decommit((char *)seg + (page->index ? (size_t)page->index << seg->page_shift
+                                                  : ZP_HDR_SIZE),
+                       page_touched(page));
+        zp_stat_sub(&zp_stat.committed, page_touched(page));
+        page->touched = 0;
+    }
     page->dirty = 0;
 }
 
@@ -97,6 +101,7 @@ static void segment_setup(zp_segment *seg, unsigned kind) {
         pg->index = (uint8_t)i;
         pg->state = ZP_PAGE_FREE;
         pg->dirty = 0;
+        pg->touched = 0; /* every free page of a segment set up is clean */
         pg->next = pg->prev = NULL;
         atomic_store_explicit(&pg->xheap, NULL, memory_order_relaxed);
         atomic_store_explicit(&pg->flags, 0, memory_order_relaxed);
@@ -184,7 +189,7 @@ static void segment_drop(zp_heap *heap, zp_segment *seg) {
         zp_page *pg = &seg->pages[i];
         if (pg->state == ZP_PAGE_FREE && pg->dirty) {
             zp_pageq_remove(&heap->dirty[seg->kind], pg);
-            heap->dirty_bytes -= page_area(seg, pg);
+            heap->dirty_bytes -= page_touched(pg);
             decommit_page(seg, pg);
         }
     }
@@ -202,7 +207,7 @@ zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
         /* Most recently freed first: it is the most likely still cached. */
         zp_pageq_remove(&heap->dirty[kind], page);
         seg = (zp_segment *)((uintptr_t)page & ~(uintptr_t)ZP_SEG_MASK);
-        heap->dirty_bytes -= page_area(seg, page);
+        heap->dirty_bytes -= page_touched(page);
         page->dirty = 0;
     } else {
         seg = heap->segments[kind].first;
@@ -217,8 +222,8 @@ zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
             if (!seg) seg = segment_new(heap, kind);
             if (!seg) return NULL;
         }
+        /* Clean page: committed grows as zp_page_extend carves it. */
         page = &seg->pages[__builtin_ctzll(seg->free_mask)];
-        zp_stat_add(&zp_stat.committed, page_area(seg, page));
     }
     seg->free_mask &= ~((uint64_t)1 << page->index);
     seg->used_pages++;
@@ -251,7 +256,7 @@ void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) {
         while ((pg = heap->dirty[k].last) != NULL && now - pg->free_since >= older_than_ms) {
             zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
             zp_pageq_remove(&heap->dirty[k], pg);
-            heap->dirty_bytes -= page_area(seg, pg);
+            heap->dirty_bytes -= page_touched(pg);
             decommit_page(seg, pg);
         }
     }
@@ -265,7 +270,7 @@ static void purge_to(zp_heap *heap, size_t keep) {
         if (!pg) continue;
         zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
         zp_pageq_remove(&heap->dirty[k], pg);
-        heap->dirty_bytes -= page_area(seg, pg);
+        heap->dirty_bytes -= page_touched(pg);
         decommit_page(seg, pg);
     }
 }
@@ -283,7 +288,7 @@ void zp_segment_page_free(zp_heap *heap, zp_page *page) {
     page->dirty = 1;
     page->free_since = now;
     zp_pageq_push_front(&heap->dirty[kind], page);
-    heap->dirty_bytes += page_area(seg, page);
+    heap->dirty_bytes += page_touched(page);
     /* An empty segment goes back unless it is the heap's only one of its
      * kind: keeping one avoids mapping and faulting on every oscillation. */
     if (seg->used_pages == 0 &&

@@ -10,8 +10,9 @@
  *   active          bytes of blocks carved in pages in use (a page is carved
  *                   lazily, so this is what it can have touched), plus huge
  *                   mappings
- *   resident        active + dirty free pages + segment headers + metadata
- *                   (an upper bound: lazily carved pages count in full)
+ *   resident        what pages touched since their last decommit (4 KiB
+ *                   steps, in use or dirty) + segment headers + metadata
+ *                   (+ huge mappings; never-carved page parts not counted)
  *   retained        address space held but decommitted or never touched
  *   muzzy           0: pages are released with MADV_DONTNEED, never lazily
  *   frag_smallbins  active - allocated: free carved blocks in class pages
