@@ -4,8 +4,10 @@
  * size: 64 KiB (small kind), 512 KiB (medium) or the whole segment (large).
  * Pages that go empty stay resident on the heap's dirty list for a while, so
  * a workload that oscillates does not fault pages in and out; the oldest are
- * returned to the OS (MADV_DONTNEED) after ZP_DIRTY_AGE_MS, or at once when
- * a heap holds more than ZP_DIRTY_MAX dirty bytes, or on zm_be_purge().
+ * returned to the OS (MADV_DONTNEED) after ZP_DIRTY_AGE_MS (but for a
+ * reserve of ZP_DIRTY_RESERVE per heap), or at once when a heap holds more
+ * than ZP_DIRTY_MAX dirty bytes, or on zm_be_purge(). An empty segment goes
+ * back only once its dirty pages are purged.
  *
  * When a thread exits its segments still holding live blocks go on a global
  * abandoned list; a thread that needs a page adopts one of those before it
@@ -23,8 +25,10 @@
 #include "platform.h"
 #include "pool.h"
 
-#define ZP_DIRTY_MAX ((size_t)16 << 20)
+#define ZP_DIRTY_MAX ((size_t)64 << 20)
 #define ZP_DIRTY_AGE_MS 1000u
+/* Dirty bytes per heap the timer never purges (zm_be_purge does). */
+#define ZP_DIRTY_RESERVE ((size_t)2 << 20)
 #define ZP_PURGE_INTERVAL_MS 250u
 #define ZP_CACHE_MAX 8
 
@@ -183,19 +187,6 @@ static void segment_release(zp_segment *seg) {
     zp_lock_release(&seg_lock);
 }
 
-/* Take seg away from heap: its dirty pages are purged first. */
-static void segment_drop(zp_heap *heap, zp_segment *seg) {
-    for (unsigned i = 0; i < seg->npages; i++) {
-        zp_page *pg = &seg->pages[i];
-        if (pg->state == ZP_PAGE_FREE && pg->dirty) {
-            zp_pageq_remove(&heap->dirty[seg->kind], pg);
-            heap->dirty_bytes -= page_touched(pg);
-            decommit_page(seg, pg);
-        }
-    }
-    segq_remove(&heap->segments[seg->kind], seg);
-}
-
 zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
     /* Age dirty pages here too: a heap that only grows still lets go of
      * pages it freed long ago. */
@@ -248,17 +239,43 @@ static void page_mark_free(zp_segment *seg, zp_page *page) {
 
 static void huge_cache_expire_aged(void);
 
+/* An empty segment goes back (to the cache or the retained list) once none
+ * of its pages is dirty any more, unless it is the heap's only segment of
+ * its kind: its pages stay resident while they may be reused soon. */
+static void segment_release_if_idle(zp_heap *heap, zp_segment *seg) {
+    unsigned kind = seg->kind;
+    if (seg->used_pages != 0 ||
+        (heap->segments[kind].first == seg && heap->segments[kind].last == seg))
+        return;
+    for (unsigned i = 0; i < seg->npages; i++)
+        if (seg->pages[i].dirty) return;
+    segq_remove(&heap->segments[kind], seg);
+    segment_release(seg);
+}
+
+/* Decommit the dirty page pg (of dirty list k). */
+static void purge_page(zp_heap *heap, unsigned k, zp_page *pg) {
+    zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
+    zp_pageq_remove(&heap->dirty[k], pg);
+    heap->dirty_bytes -= page_touched(pg);
+    decommit_page(seg, pg);
+    segment_release_if_idle(heap, seg);
+}
+
+/* Decommit the pages that stayed free for older_than_ms. The timer (a
+ * non-zero age) leaves the newest ZP_DIRTY_RESERVE bytes alone: a heap that
+ * frees and reallocates a little memory in turn keeps it resident rather
+ * than paying madvise and a page fault per 4 KiB each time. An age of 0
+ * (zm_be_purge, thread exit) purges everything. */
 void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) {
     uint64_t now = zp_clock_ms();
+    size_t keep = older_than_ms ? ZP_DIRTY_RESERVE : 0;
     huge_cache_expire_aged();
     for (unsigned k = 0; k < ZP_KINDS; k++) {
         zp_page *pg;
-        while ((pg = heap->dirty[k].last) != NULL && now - pg->free_since >= older_than_ms) {
-            zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
-            zp_pageq_remove(&heap->dirty[k], pg);
-            heap->dirty_bytes -= page_touched(pg);
-            decommit_page(seg, pg);
-        }
+        while ((pg = heap->dirty[k].last) != NULL && now - pg->free_since >= older_than_ms &&
+               (heap->dirty_bytes > keep || !older_than_ms))
+            purge_page(heap, k, pg);
     }
     heap->last_purge_ms = now;
 }
@@ -267,11 +284,7 @@ void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) {
 static void purge_to(zp_heap *heap, size_t keep) {
     for (unsigned k = 0; heap->dirty_bytes > keep; k = (k + 1) % ZP_KINDS) {
         zp_page *pg = heap->dirty[k].last;
-        if (!pg) continue;
-        zp_segment *seg = (zp_segment *)((uintptr_t)pg & ~(uintptr_t)ZP_SEG_MASK);
-        zp_pageq_remove(&heap->dirty[k], pg);
-        heap->dirty_bytes -= page_touched(pg);
-        decommit_page(seg, pg);
+        if (pg) purge_page(heap, k, pg);
     }
 }
 
@@ -289,13 +302,9 @@ void zp_segment_page_free(zp_heap *heap, zp_page *page) {
     page->free_since = now;
     zp_pageq_push_front(&heap->dirty[kind], page);
     heap->dirty_bytes += page_touched(page);
-    /* An empty segment goes back unless it is the heap's only one of its
-     * kind: keeping one avoids mapping and faulting on every oscillation. */
-    if (seg->used_pages == 0 &&
-        (heap->segments[kind].first != seg || heap->segments[kind].last != seg)) {
-        segment_drop(heap, seg);
-        segment_release(seg);
-    }
+    /* An empty segment stays with the heap until its dirty pages are
+     * purged (segment_release_if_idle), so an oscillating workload neither
+     * faults them in again nor pays a madvise per page each time. */
     if (heap->dirty_bytes > ZP_DIRTY_MAX)
         purge_to(heap, ZP_DIRTY_MAX / 2);
     else if (now - heap->last_purge_ms >= ZP_PURGE_INTERVAL_MS)
