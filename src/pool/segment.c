@@ -418,9 +418,11 @@ void zp_segments_release_cache(void) {
  * ZP_HUGE_CACHE_ENTRY_MAX. Entries older than ZP_HUGE_CACHE_AGE_MS are
  * unmapped on the next huge operation or periodic page-level purge check of
  * any heap (a freed Redis dict table must not linger), all of them on
- * zm_be_purge(). A reused mapping is trimmed to within 1/8 of the request. */
-#define ZP_HUGE_CACHE_SLOTS 16
-#define ZP_HUGE_CACHE_BYTES ((size_t)16 << 20)
+ * zm_be_purge(). A reused mapping is trimmed to within 1/8 of the request;
+ * one of at least half the request is grown with mremap (only the new tail
+ * faults in, and it is already zero for calloc). */
+#define ZP_HUGE_CACHE_SLOTS 32
+#define ZP_HUGE_CACHE_BYTES ((size_t)32 << 20)
 /* Bigger mappings are rare and costly to keep: a Redis dict table that was
  * just replaced by its resized copy should not linger in RSS. */
 #define ZP_HUGE_CACHE_ENTRY_MAX (((size_t)4 << 20) + ZP_HDR_SIZE)
@@ -462,17 +464,25 @@ static void huge_unmap_all(zp_segment **segs, unsigned n) {
 }
 
 /* A cached mapping of at least `need` bytes, trimmed; NULL if none. */
-static zp_segment *huge_cache_take(size_t need) {
+static zp_segment *huge_cache_take(size_t need, size_t *used) {
     zp_segment *expired[ZP_HUGE_CACHE_SLOTS], *seg = NULL;
     uint64_t now = zp_clock_ms();
     zp_lock_acquire(&seg_lock);
     unsigned nexp = huge_cache_expire(now, ZP_HUGE_CACHE_AGE_MS, expired);
-    unsigned best = ZP_HUGE_CACHE_SLOTS;
+    unsigned best = ZP_HUGE_CACHE_SLOTS, grow = ZP_HUGE_CACHE_SLOTS;
     for (unsigned i = 0; i < huge_cache_n; i++) {
         size_t m = huge_cache[i].seg->map_size;
         if (m >= need && (best == ZP_HUGE_CACHE_SLOTS || m < huge_cache[best].seg->map_size))
             best = i;
     }
+    /* None big enough: the largest of at least half the request, grown
+     * below (its pages stay; only the rest is faulted in). */
+    for (unsigned i = 0; best == ZP_HUGE_CACHE_SLOTS && i < huge_cache_n; i++) {
+        size_t m = huge_cache[i].seg->map_size;
+        if (m >= need / 2 && (grow == ZP_HUGE_CACHE_SLOTS || m > huge_cache[grow].seg->map_size))
+            grow = i;
+    }
+    if (best == ZP_HUGE_CACHE_SLOTS) best = grow;
     if (best != ZP_HUGE_CACHE_SLOTS) {
         seg = huge_cache[best].seg;
         huge_cache_bytes -= seg->map_size;
@@ -481,12 +491,32 @@ static zp_segment *huge_cache_take(size_t need) {
     atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);
     zp_lock_release(&seg_lock);
     huge_unmap_all(expired, nexp);
+    if (seg && seg->map_size < need) {
+        size_t m = seg->map_size;
+        zp_segment *n = zm_os_remap(seg, m, need, NULL);
+        if (!n) {
+            void *dst = zm_os_map_aligned(need, ZP_SEG_SIZE);
+            n = dst ? zm_os_remap(seg, m, need, dst) : NULL;
+            if (!n) {
+                if (dst) zm_os_unmap(dst, need);
+                huge_unmap(seg, m);
+                return NULL;
+            }
+        }
+        seg = n;
+        seg->map_size = need;
+        *used = m; /* beyond it the pages are fresh: zero */
+        zp_stat_add(&zp_stat.mapped, need - m);
+        zp_stat_add(&zp_stat.committed, need - m);
+        return seg;
+    }
     if (seg && seg->map_size - need > need / 8) {
         zm_os_unmap((char *)seg + need, seg->map_size - need);
         zp_stat_sub(&zp_stat.committed, seg->map_size - need);
         zp_stat_sub(&zp_stat.mapped, seg->map_size - need);
         seg->map_size = need;
     }
+    if (seg) *used = seg->map_size;
     return seg;
 }
 
@@ -494,12 +524,12 @@ void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) {
     size_t os_page = zm_os_page_size();
     size_t offset = alignment <= ZP_HDR_SIZE ? ZP_HDR_SIZE : alignment;
     char *hdr, *user;
-    size_t total;
+    size_t total, dirty = 0;
     int cached = 0;
     if (alignment <= ZP_SEG_SIZE) {
         if (size > SIZE_MAX / 2 - offset - os_page) goto oom;
         total = (offset + size + os_page - 1) & ~(os_page - 1);
-        hdr = offset == ZP_HDR_SIZE ? (char *)huge_cache_take(total) : NULL;
+        hdr = offset == ZP_HDR_SIZE ? (char *)huge_cache_take(total, &dirty) : NULL;
         if (hdr) {
             cached = 1;
             total = ((zp_segment *)hdr)->map_size;
@@ -533,7 +563,7 @@ void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) {
     } else if (zero) {
         /* A fresh mapping is zero already; a cached one may be larger than
          * asked for, and calloc's caller may use all of the usable size. */
-        memset(user, 0, seg->huge_usable);
+        memset(user, 0, dirty - ZP_HDR_SIZE); /* a grown tail is fresh */
     }
     zp_stat_add(&zp_stat.active, total);
     zp_stat_add(&zp_stat.huge_live, seg->huge_usable);
