@@ -11,8 +11,11 @@ PREFIX ?= /usr/local
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-# Benchmark and test knobs given on the command line reach the scripts.
-export QUICK BACKENDS WORKLOADS THREADS BENCH_REDIS ZMALLOC_NO_INSTALL REPS SCALE CALLGRIND BENCH_DOCS BENCH_PRELOAD
+# Benchmark and test knobs given on the command line reach the scripts;
+# only those that are set (an exported empty value would read as "set").
+KNOBS := QUICK FULL BACKENDS WORKLOADS THREADS BENCH_REDIS BENCH_PRELOAD ZMALLOC_NO_INSTALL \
+         REPS SCALE CALLGRIND BENCH_DOCS
+$(foreach v,$(KNOBS),$(if $(filter command line environment,$(origin $v)),$(eval export $v)))
 
 ifeq ($(NO_MALLOC_USABLE_SIZE),1)
   VARIANT := $(MALLOC)-prefix

@@ -149,7 +149,8 @@ def main():
     ap.add_argument("--docs", default="docs/benchmarks.md")
     a = ap.parse_args()
 
-    quick = os.environ.get("QUICK", "0") == "1"
+    env = lambda name, default: os.environ.get(name) or default  # empty = unset
+    quick = env("QUICK", "0") == "1"
     backends = a.backends.split()
     debug_backends = a.debug_backends.split()
     workloads = [w for w in env_list("WORKLOADS", ALL_WORKLOADS)]
@@ -157,8 +158,8 @@ def main():
     if bad:
         sys.exit(f"bench: unknown workload(s) {' '.join(bad)}; known: {' '.join(ALL_WORKLOADS)}")
     threads = [int(t) for t in env_list("THREADS", ["1", "2", "4", "8"])]
-    reps = int(os.environ.get("REPS", "2" if quick else "3"))
-    scale = float(os.environ.get("SCALE", "0.2" if quick else "1"))
+    reps = int(env("REPS", "2" if quick else "3"))
+    scale = float(env("SCALE", "0.2" if quick else "1"))
     timeout = 300
 
     plan = cases(workloads, threads)
@@ -198,7 +199,7 @@ def main():
         results.append({"workload": w, "threads": t, "backend": b, "metrics": metrics})
 
     cg = {}
-    if not quick and os.environ.get("CALLGRIND", "1") != "0" and "fastpath" in workloads:
+    if not quick and env("CALLGRIND", "1") != "0" and "fastpath" in workloads:
         cg = callgrind_counts(a.build, backends)
 
     doc = {
@@ -233,7 +234,7 @@ def main():
     charts = report.charts(doc, a.out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp"))
     print(f"bench: results in {a.out}/results.json, results.csv" + (", " + ", ".join(charts) if charts else ""))
     # A QUICK run is too small to document; BENCH_DOCS=1 forces it.
-    if os.environ.get("BENCH_DOCS", "0" if quick else "1") != "0":
+    if env("BENCH_DOCS", "0" if quick else "1") != "0":
         report.write_docs(doc, a.docs, a.out)
         print(f"bench: {a.docs} regenerated")
     else:
