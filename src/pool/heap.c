@@ -274,6 +274,7 @@ void *zp_malloc_generic(zp_heap *heap, size_t size, size_t *usable) {
             return NULL;
         }
     }
+    zp_rbatch_flush_if(heap);
     if (size > ZP_MAX_CLASS_SIZE) return zp_huge_alloc(size, 0, usable, 0);
     if (atomic_load_explicit(&heap->xdelayed, memory_order_relaxed)) drain_delayed(heap);
     if (zp_unlikely(atomic_load_explicit(&heap->purge_request, memory_order_relaxed))) {
@@ -303,17 +304,28 @@ void zp_free_generic(zp_segment *seg, zp_page *page, void *p) {
         return;
     }
     zp_heap *heap = zp_tl_heap;
-    unsigned cls = page->cls;
+    unsigned cls = page->rcls;
+    /* A thread that only frees (a consumer) gets a heap too: its remote
+     * frees are batched there. */
+    if (zp_unlikely(heap == &zp_empty_heap)) {
+        zp_heap *h = heap_init_thread();
+        if (h) heap = h;
+    }
     if (atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap) {
         zp_count(&heap->live[cls], -1);
         zp_local_free(heap, page, (zp_block *)p);
         return;
     }
-    if (heap != &zp_empty_heap)
+    if (heap != &zp_empty_heap) {
         zp_count(&heap->live[cls], -1);
-    else
+        if (page->rblock_size <= ZP_SMALL_MAX) {
+            zp_rbatch_add(heap, page, (zp_block *)p);
+            return;
+        }
+    } else {
         atomic_fetch_sub_explicit(&zp_stat.remote_live[cls], 1, memory_order_relaxed);
-    zp_free_remote(page, (zp_block *)p);
+    }
+    zp_free_remote(page, (zp_block *)p, (zp_block *)p, 1);
 }
 
 /* ---- aligned, realloc ------------------------------------------------------------ */
@@ -360,6 +372,7 @@ void *zp_realloc(void *p, size_t size, size_t *usable) {
 /* ---- purge ------------------------------------------------------------------------ */
 
 static void heap_purge(zp_heap *heap) {
+    zp_rbatch_flush_if(heap);
     drain_delayed(heap);
     for (unsigned c = 0; c < ZP_NCLASSES; c++) {
         zp_page *page, *next;
@@ -383,7 +396,10 @@ static void request_purge(zp_heap *heap, void *self) {
 
 int zp_purge(void) {
     zp_heap *heap = zp_tl_heap;
-    if (heap != &zp_empty_heap) heap_purge(heap);
+    if (heap != &zp_empty_heap) {
+        zp_rbatch_flush_if(heap);
+        heap_purge(heap);
+    }
     /* Other threads' pages belong to them: ask, they purge on their next
      * slow path. */
     zp_heap_registry_each(request_purge, heap);
@@ -420,6 +436,9 @@ static void heap_abandon(zp_heap *heap) {
 static void thread_done(void *arg) {
     zp_heap *heap = arg;
     if (!heap || heap == &zp_empty_heap) return;
+    /* Push the held remote frees first: they may land on our own pages
+     * (segments reclaimed since) or our xdelayed, which abandon drains. */
+    zp_rbatch_flush_if(heap);
     heap_abandon(heap);
     zp_tl_heap = &zp_empty_heap;
     zp_lock_acquire(&global_lock);
@@ -441,6 +460,9 @@ static void thread_done(void *arg) {
 /* ---- fork ----------------------------------------------------------------------------- */
 
 static void fork_prepare(void) {
+    /* The child continues this thread only: its held remote frees go out
+     * now, so neither process keeps them back. */
+    zp_rbatch_flush_if(zp_tl_heap);
     zp_lock_acquire(&global_lock);
     zp_segment_fork_prepare();
 }

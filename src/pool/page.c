@@ -7,7 +7,10 @@
  * exchange when its own list runs dry. A page on its heap's full list is not
  * looked at by the owner, so the first remote free into it instead goes to
  * the heap's `xdelayed` list, which the owner drains in its slow path; the
- * two state bits in xthread_free arbitrate that hand-off.
+ * two state bits in xthread_free arbitrate that hand-off. Freeing threads
+ * batch: blocks of one page are chained in the freer's heap and pushed as
+ * one chain (see "the remote-free batch" below), and xthread_free counts
+ * the blocks on its list above the pointer, so collecting walks nothing.
  */
 #include <sched.h>
 
@@ -30,6 +33,8 @@ void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
     page->reserved = (uint32_t)(area / bs);
     page->block_size = (uint32_t)bs;
     page->cls = (uint8_t)cls;
+    page->rcls = (uint8_t)cls;
+    page->rblock_size = (uint32_t)bs;
     page->state = ZP_PAGE_QUEUED;
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
@@ -68,20 +73,21 @@ void zp_page_collect(zp_page *page) {
     while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf, tf & ZP_TF_MASK,
                                                   memory_order_acquire, memory_order_relaxed)) {
     }
-    zp_block *head = (zp_block *)(tf & ~(uintptr_t)ZP_TF_MASK), *tail = head;
-    uint32_t n = 1;
-    while (tail->next) {
-        tail = tail->next;
-        n++;
+    zp_block *head = (zp_block *)zp_tf_ptr(tf);
+    uint32_t n = (uint32_t)(tf >> ZP_TF_PTR_BITS);
+    if (page->free) { /* usually empty: then no block is walked */
+        zp_block *tail = head;
+        while (tail->next) tail = tail->next;
+        tail->next = page->free;
     }
-    tail->next = page->free;
     page->free = head;
     page->used -= n;
 }
 
-/* Free from a thread that does not own the page. Lock-free: one CAS in the
- * common case. */
-void zp_free_remote(zp_page *page, zp_block *b) {
+/* Free from a thread that does not own the page: push the chain
+ * head -> ... -> tail (linked by next; tail's next is overwritten) with one
+ * CAS in the common case. A single block is a chain of one. Lock-free. */
+void zp_free_remote(zp_page *page, zp_block *head, zp_block *tail, uintptr_t n) {
     uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
     for (;;) {
         if ((tf & ZP_TF_MASK) == ZP_TF_NOTIFY) {
@@ -97,9 +103,9 @@ void zp_free_remote(zp_page *page, zp_block *b) {
             if (heap) {
                 zp_block *d = atomic_load_explicit(&heap->xdelayed, memory_order_relaxed);
                 do {
-                    b->next = d;
+                    tail->next = d;
                 } while (!atomic_compare_exchange_weak_explicit(
-                    &heap->xdelayed, &d, b, memory_order_release, memory_order_relaxed));
+                    &heap->xdelayed, &d, head, memory_order_release, memory_order_relaxed));
             }
             tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
             while (!atomic_compare_exchange_weak_explicit(
@@ -110,12 +116,60 @@ void zp_free_remote(zp_page *page, zp_block *b) {
             tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
             continue;
         }
-        b->next = (zp_block *)(tf & ~(uintptr_t)ZP_TF_MASK);
+        tail->next = (zp_block *)zp_tf_ptr(tf);
+        uintptr_t count = (tf & ~(ZP_TF_COUNT_ONE - 1)) + n * ZP_TF_COUNT_ONE;
         if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf,
-                                                  (uintptr_t)b | (tf & ZP_TF_MASK),
+                                                  (uintptr_t)head | count | (tf & ZP_TF_MASK),
                                                   memory_order_release, memory_order_relaxed))
             return;
     }
+}
+
+/* ---- the remote-free batch of a thread --------------------------------------
+ * Per class, consecutive remote frees into one page are chained locally and
+ * pushed with one CAS: when a free into another page of the class comes,
+ * when the chain reaches ZP_RB_MAX blocks, or when the thread holds
+ * ZP_RB_BYTES in all its chains. Blocks above ZP_SMALL_MAX are not held. */
+
+static void rb_flush_slot(zp_heap *heap, unsigned cls) {
+    zp_rbatch *rb = &heap->rb[cls];
+    zp_page *page = rb->page;
+    zp_block *head = rb->head, *tail = rb->tail;
+    uintptr_t n = rb->n;
+    heap->rb_bytes -= (size_t)rb->n * page->rblock_size;
+    rb->page = NULL;
+    rb->head = rb->tail = NULL;
+    rb->n = 0;
+    heap->rb_mask[cls >> 6] &= ~((uint64_t)1 << (cls & 63));
+    zp_free_remote(page, head, tail, n);
+}
+
+void zp_rbatch_flush(zp_heap *heap) {
+    for (unsigned w = 0; w < 2; w++) {
+        while (heap->rb_mask[w]) {
+            unsigned cls = w * 64u + (unsigned)__builtin_ctzll(heap->rb_mask[w]);
+            rb_flush_slot(heap, cls);
+        }
+    }
+}
+
+void zp_rbatch_add(zp_heap *heap, zp_page *page, zp_block *b) {
+    unsigned cls = page->rcls;
+    zp_rbatch *rb = &heap->rb[cls];
+    if (rb->page != page) {
+        if (rb->page) rb_flush_slot(heap, cls);
+        rb->page = page;
+        rb->tail = b;
+        heap->rb_mask[cls >> 6] |= (uint64_t)1 << (cls & 63);
+    }
+    b->next = rb->head;
+    rb->head = b;
+    rb->n++;
+    heap->rb_bytes += page->rblock_size;
+    if (rb->n >= ZP_RB_MAX)
+        rb_flush_slot(heap, cls);
+    else if (heap->rb_bytes >= ZP_RB_BYTES)
+        zp_rbatch_flush(heap);
 }
 
 void zp_pageq_push_back(zp_pageq *q, zp_page *p) {

@@ -31,8 +31,9 @@
 #define ZP_SEG_SIZE ((size_t)1 << ZP_SEG_SHIFT)
 #define ZP_SEG_MASK (ZP_SEG_SIZE - 1)
 /* Bytes at the start of a segment kept for its header. Also the alignment
- * every page area has, hence the largest alignment served from a class. */
-#define ZP_HDR_SIZE ((size_t)8192)
+ * every page area has, hence the largest alignment served from a class.
+ * 16 KiB: 64 page headers of two cache lines each (owner / remote) take 8. */
+#define ZP_HDR_SIZE ((size_t)16384)
 
 enum zp_kind {
     ZP_KIND_SMALL = 0,  /* 64 pages of 64 KiB: blocks up to 8 KiB      */
@@ -90,6 +91,14 @@ enum {
     ZP_TF_MASK = 3
 };
 
+/* Above the block pointer, xthread_free counts the blocks on its list, so
+ * the owner collects without walking blocks the freers wrote. */
+#define ZP_TF_PTR_BITS 48
+#define ZP_TF_COUNT_ONE ((uintptr_t)1 << ZP_TF_PTR_BITS)
+static inline uintptr_t zp_tf_ptr(uintptr_t tf) {
+    return tf & (ZP_TF_COUNT_ONE - 1) & ~(uintptr_t)ZP_TF_MASK;
+}
+
 /* Page flag bits; free() takes its fast path only when they are all 0. */
 enum { ZP_PAGE_IN_FULL = 1 };
 
@@ -106,18 +115,21 @@ typedef struct zp_page {
     uint8_t state;  /* ZP_PAGE_*                                    */
     uint8_t dirty;  /* free page still resident (not yet purged)    */
     uint8_t index;  /* position in the segment                      */
-    /* Read by every thread that frees into this page. */
-    _Atomic uint8_t flags;
     /* Owner-only: 4 KiB pages of the area carved since the last decommit
      * (high-water mark, kept while the page sits dirty or is reused). What
      * the page adds to zp_stat.committed and to its heap's dirty_bytes. */
     uint16_t touched;
-    _Atomic(struct zp_heap *) xheap; /* owner; NULL when free or abandoned */
-    _Atomic uintptr_t xthread_free;  /* remote frees | ZP_TF_* state        */
     /* Queue links: class queue, the heap's full list, or its dirty list. */
     struct zp_page *next, *prev;
     char *start;        /* first block                               */
     uint64_t free_since; /* ms clock when the page went free (dirty list) */
+    /* Read by every thread that frees into this page: a cache line of its
+     * own, so remote frees do not pull the line the owner's malloc writes. */
+    _Alignas(64) _Atomic(struct zp_heap *) xheap; /* owner; NULL when free or abandoned */
+    _Atomic uintptr_t xthread_free;  /* remote frees | ZP_TF_* state        */
+    _Atomic uint8_t flags;
+    uint8_t rcls;
+    uint32_t rblock_size;
 } zp_page;
 
 typedef struct zp_segment {
@@ -134,7 +146,7 @@ typedef struct zp_segment {
 } zp_segment;
 
 _Static_assert(sizeof(zp_segment) <= ZP_HDR_SIZE, "segment header too large");
-_Static_assert(sizeof(zp_page) == 80, "zp_page grew");
+_Static_assert(sizeof(zp_page) == 128, "zp_page grew");
 #define ZP_TOUCH_SHIFT 12 /* zp_page.touched unit: 4 KiB */
 
 typedef struct zp_pageq {
@@ -144,6 +156,15 @@ typedef struct zp_pageq {
 typedef struct zp_segq {
     zp_segment *first, *last;
 } zp_segq;
+
+/* A thread's remote frees into one page of one class, not yet pushed. */
+typedef struct zp_rbatch {
+    zp_page *page;
+    zp_block *head, *tail;
+    size_t n;
+} zp_rbatch;
+#define ZP_RB_MAX 32                   /* blocks per chain before a push */
+#define ZP_RB_BYTES ((size_t)64 << 10) /* bytes held by a thread, all chains */
 
 /* One per thread. Counters are written by the owner only (relaxed atomics
  * so readers in zm_be_get_stats are race-free) and summed by readers. */
@@ -158,6 +179,10 @@ typedef struct zp_heap {
     _Atomic int purge_request;
     size_t dirty_bytes;
     uint64_t last_purge_ms;
+    /* Remote frees held back to be pushed a chain at a time (page.c). */
+    zp_rbatch rb[ZP_NCLASSES];
+    uint64_t rb_mask[2]; /* bit c: rb[c] holds blocks */
+    size_t rb_bytes;
     int orphan; /* after fork: the thread does not exist in this process */
     struct zp_heap *next_heap, *prev_heap; /* registry, under zp_global_lock */
 } zp_heap;
@@ -179,7 +204,12 @@ int zp_purge(void) ZP_HIDDEN;
 void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) ZP_HIDDEN;
 void zp_page_extend(zp_page *page) ZP_HIDDEN;
 void zp_page_collect(zp_page *page) ZP_HIDDEN;
-void zp_free_remote(zp_page *page, zp_block *b) ZP_HIDDEN;
+void zp_free_remote(zp_page *page, zp_block *head, zp_block *tail, uintptr_t n) ZP_HIDDEN;
+void zp_rbatch_add(zp_heap *heap, zp_page *page, zp_block *b) ZP_HIDDEN;
+void zp_rbatch_flush(zp_heap *heap) ZP_HIDDEN;
+static inline void zp_rbatch_flush_if(zp_heap *heap) {
+    if (heap->rb_mask[0] | heap->rb_mask[1]) zp_rbatch_flush(heap);
+}
 void zp_pageq_push_back(zp_pageq *q, zp_page *p) ZP_HIDDEN;
 void zp_pageq_push_front(zp_pageq *q, zp_page *p) ZP_HIDDEN;
 void zp_pageq_remove(zp_pageq *q, zp_page *p) ZP_HIDDEN;

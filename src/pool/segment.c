@@ -143,6 +143,12 @@ static zp_segment *segment_new(zp_heap *heap, unsigned kind) {
             size_t size = ZP_ARENA_SIZE;
             char *a = zm_os_map_aligned(size, ZP_SEG_SIZE);
             if (!a) a = zm_os_map_aligned(size = ZP_SEG_SIZE, ZP_SEG_SIZE);
+            /* Block addresses must fit in ZP_TF_PTR_BITS (page.c packs a
+             * count above them); user space is below that unless asked. */
+            if (a && ((uintptr_t)(a + size - 1) >> ZP_TF_PTR_BITS) != 0) {
+                zm_os_unmap(a, size);
+                a = NULL;
+            }
             if (a) {
                 zp_stat_add(&zp_stat.mapped, size);
                 arena_next = a;

@@ -67,12 +67,14 @@ static void fill(const class_sums *s, zm_be_stats *out) {
 
 void zm_be_get_stats(int refresh, zm_be_stats *out) {
     (void)refresh; /* counters are always current */
+    zp_rbatch_flush_if(zp_tl_heap);
     class_sums s;
     sum_classes(&s);
     fill(&s, out);
 }
 
 void zm_be_print_stats(FILE *out, int json) {
+    zp_rbatch_flush_if(zp_tl_heap);
     class_sums s;
     sum_classes(&s);
     zm_be_stats st;
