@@ -85,29 +85,23 @@ static int leaky_child(void) {
     return 0;
 }
 
+/* Re-executes this test binary in a child (via run_child) with one mode
+ * argument and a one-variable environment. */
+typedef struct self_exec {
+    const char *mode, *env;
+} self_exec;
+
+static void exec_self(void *arg) {
+    const self_exec *x = arg;
+    char *argv[] = {"test_debug_leaks", (char *)x->mode, NULL};
+    char *envp[] = {(char *)x->env, NULL};
+    execve("/proc/self/exe", argv, envp);
+    _exit(127);
+}
+
 static int run_self(const char *mode, const char *env, char *buf, size_t cap) {
-    int pipefd[2];
-    if (pipe(pipefd) != 0) return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pipefd[0]);
-        dup2(pipefd[1], 2);
-        char *argv[] = {"test_debug_leaks", (char *)mode, NULL};
-        char *envp[] = {(char *)env, NULL};
-        execve("/proc/self/exe", argv, envp);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(pipefd[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    self_exec x = {mode, env};
+    return run_child(exec_self, &x, buf, cap);
 }
 
 static void test_env(void) {
