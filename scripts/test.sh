@@ -102,5 +102,5 @@ if [ -f tests/preload/run.sh ] && [[ " ${backends[*]} " == *" pool "* ]]; then
 fi
 
 [ ${#failures[@]} -gt 0 ] && echo "failed suites: ${failures[*]}"
-echo "make test: $passed passed, $failed failed"
+echo "make-test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
