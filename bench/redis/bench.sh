@@ -59,15 +59,9 @@ die() {
 mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/redis-run.XXXXXX")
 SERVER_PIDS=()
+. "$ROOT/tests/redis/common.sh" # free_port, stop_all_servers
 cleanup() {
-    local p
-    for p in "${SERVER_PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    done
-    sleep 0.3
-    for p in "${SERVER_PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-    done
+    stop_all_servers
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -100,8 +94,6 @@ if [ "${BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -g
     PIN_SERVER=(taskset -c 1)
     PIN_CLIENT=(taskset -c 0)
 fi
-
-. "$ROOT/tests/redis/common.sh" # free_port
 
 declare -A PORT PID
 

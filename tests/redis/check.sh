@@ -63,21 +63,8 @@ mkdir -p "$RB" "$LOGS"
 WARNINGS=()
 # Servers we start; killed on any exit.
 SERVER_PIDS=()
-cleanup() {
-    local p
-    for p in "${SERVER_PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    done
-    for p in "${SERVER_PIDS[@]:-}"; do
-        [ -n "$p" ] || continue
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -9 "$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+. "$ROOT/tests/redis/common.sh" # free_port, stop_all_servers
+trap stop_all_servers EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- apt
@@ -273,8 +260,6 @@ build_redis() {
 }
 
 # ---------------------------------------------------------------- server checks
-. "$ROOT/tests/redis/common.sh" # free_port
-
 CLI=()
 
 start_server() { # tree port dir

@@ -13,3 +13,20 @@ free_port() {
     done
     die "no free loopback port near $1"
 }
+
+# Stops every server whose pid is in SERVER_PIDS: TERM, up to 2 s to exit,
+# then KILL.
+stop_all_servers() {
+    local p
+    for p in "${SERVER_PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+    for p in "${SERVER_PIDS[@]:-}"; do
+        [ -n "$p" ] || continue
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$p" 2>/dev/null || true
+    done
+}
