@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Atomic: any thread may be first to ask (a plain variable is a data race
@@ -68,6 +69,12 @@ int zm_os_decommit_lazy(void *addr, size_t size) {
     if (madvise(addr, size, MADV_FREE) == 0) return 0;
 #endif
     return madvise(addr, size, MADV_DONTNEED);
+}
+
+unsigned long long zm_os_clock_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
 }
 
 void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst) {

@@ -34,6 +34,10 @@ int zm_os_decommit_lazy(void *addr, size_t size);
  * NULL on failure (both mappings then unchanged). */
 void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst);
 
+/* Milliseconds of a monotonic clock (CLOCK_MONOTONIC_COARSE: a few ms of
+ * resolution, no syscall through the vDSO); for policy timers. */
+unsigned long long zm_os_clock_ms(void);
+
 /* /proc readers used by the Redis API (zmalloc.h documents each). */
 size_t zm_os_rss(void);
 int zm_os_proc_stat_field(int field, long long *res);

@@ -54,6 +54,7 @@ static void fork_child(void);
 static void global_init(void) {
     int expected = INIT_NONE;
     if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
+        zp_policy_init();
         pthread_key_create(&thread_key, thread_done);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store(&init_state, INIT_DONE);
@@ -65,7 +66,7 @@ static void global_init(void) {
 static void heap_reset(zp_heap *heap) {
     memset(heap, 0, sizeof *heap);
     for (unsigned c = 0; c < ZP_NCLASSES; c++) heap->direct[c] = &zp_empty_page;
-    heap->last_purge_ms = zp_clock_ms();
+    heap->last_purge_ms = zm_os_clock_ms();
 }
 
 /* Under global_lock. */
@@ -86,9 +87,10 @@ static zp_heap *heap_struct_alloc(void) {
     }
     heap = (zp_heap *)meta_cursor;
     meta_cursor += need;
-    /* committed grows by the 4 KiB pages the heap structs reach. */
+    /* committed grows by the ZP_TOUCH_SIZE steps the heap structs reach. */
     if (meta_cursor > meta_touched) {
-        char *t = (char *)(((uintptr_t)meta_cursor + 4095) & ~(uintptr_t)4095);
+        uintptr_t step = ZP_TOUCH_SIZE;
+        char *t = (char *)(((uintptr_t)meta_cursor + step - 1) & ~(step - 1));
         zp_stat_add(&zp_stat.committed, (size_t)(t - meta_touched));
         meta_touched = t;
     }
@@ -146,7 +148,6 @@ static int page_to_full(zp_heap *heap, zp_page *page) {
     zp_pageq_remove(&heap->queues[page->cls], page);
     queue_fix(heap, page->cls);
     zp_pageq_push_back(&heap->full, page);
-    page->state = ZP_PAGE_FULL;
     atomic_store_explicit(&page->flags, ZP_PAGE_IN_FULL, memory_order_relaxed);
     return 1;
 }
@@ -174,7 +175,6 @@ static void page_stop_notify(zp_page *page, int wait) {
 static void page_unfull(zp_heap *heap, zp_page *page) {
     zp_pageq_remove(&heap->full, page);
     atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
-    page->state = ZP_PAGE_QUEUED;
     zp_pageq_push_back(&heap->queues[page->cls], page);
     queue_fix(heap, page->cls);
     page_stop_notify(page, 0);
@@ -256,7 +256,7 @@ static zp_page *find_page(zp_heap *heap, unsigned cls) {
     }
     page = zp_segment_page_alloc(heap, zp_kind_of_size(zp_class_size(cls)));
     if (!page) return NULL;
-    zp_page_init(heap, (zp_segment *)((uintptr_t)page & ~(uintptr_t)ZP_SEG_MASK), page, cls);
+    zp_page_init(heap, zp_segment_of(page), page, cls);
     atomic_fetch_add_explicit(&zp_stat.class_pages[cls], 1, memory_order_relaxed);
     zp_pageq_push_front(q, page);
     queue_fix(heap, cls);
@@ -465,9 +465,11 @@ static void fork_prepare(void) {
     zp_rbatch_flush_if(zp_tl_heap);
     zp_lock_acquire(&global_lock);
     zp_segment_fork_prepare();
+    zp_huge_fork_prepare();
 }
 
 static void fork_parent(void) {
+    zp_huge_fork_parent();
     zp_segment_fork_parent();
     zp_lock_release(&global_lock);
 }
@@ -476,6 +478,7 @@ static void fork_parent(void) {
  * their (now gone) threads, so they are left alone: orphaned, their blocks
  * still freeable (remote frees), their memory not reused in the child. */
 static void fork_child(void) {
+    zp_huge_fork_child();
     zp_segment_fork_child();
     atomic_flag_clear(&global_lock.flag);
     zp_heap *self = zp_tl_heap;

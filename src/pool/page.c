@@ -18,7 +18,7 @@
 
 /* Bytes carved per extension: one OS page keeps RSS close to use, and the
  * list building is amortised over many allocations. */
-#define ZP_EXTEND_BYTES 4096u
+#define ZP_EXTEND_BYTES ((uint32_t)ZP_TOUCH_SIZE)
 
 void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
     size_t bs = zp_class_size(cls);
@@ -35,7 +35,7 @@ void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
     page->cls = (uint8_t)cls;
     page->rcls = (uint8_t)cls;
     page->rblock_size = (uint32_t)bs;
-    page->state = ZP_PAGE_QUEUED;
+    page->state = ZP_PAGE_IN_USE;
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
     atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
@@ -170,36 +170,4 @@ void zp_rbatch_add(zp_heap *heap, zp_page *page, zp_block *b) {
         rb_flush_slot(heap, cls);
     else if (heap->rb_bytes >= ZP_RB_BYTES)
         zp_rbatch_flush(heap);
-}
-
-void zp_pageq_push_back(zp_pageq *q, zp_page *p) {
-    p->next = NULL;
-    p->prev = q->last;
-    if (q->last)
-        q->last->next = p;
-    else
-        q->first = p;
-    q->last = p;
-}
-
-void zp_pageq_push_front(zp_pageq *q, zp_page *p) {
-    p->prev = NULL;
-    p->next = q->first;
-    if (q->first)
-        q->first->prev = p;
-    else
-        q->last = p;
-    q->first = p;
-}
-
-void zp_pageq_remove(zp_pageq *q, zp_page *p) {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        q->first = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        q->last = p->prev;
-    p->next = p->prev = NULL;
 }

@@ -10,8 +10,8 @@
  * finds its page by masking: no per-block header. One page serves one size
  * class and belongs to one thread heap, which alone touches its local free
  * list; other threads push freed blocks onto the page's atomic thread-free
- * list. Allocations above the largest class get a segment of their own
- * ("huge"), mapped and unmapped directly.
+ * list. Allocations above the largest class get a mapping of their own
+ * ("huge", huge.c), kept a while in a small cache when freed.
  */
 #ifndef ZMALLOC_POOL_H
 #define ZMALLOC_POOL_H
@@ -102,7 +102,10 @@ static inline uintptr_t zp_tf_ptr(uintptr_t tf) {
 /* Page flag bits; free() takes its fast path only when they are all 0. */
 enum { ZP_PAGE_IN_FULL = 1 };
 
-enum { ZP_PAGE_FREE = 0, ZP_PAGE_QUEUED = 1, ZP_PAGE_FULL = 2 };
+/* zp_page.state: a page is free (its bit set in the segment's free_mask)
+ * or in use by a heap (in a class queue or, with ZP_PAGE_IN_FULL, in the
+ * heap's full list). */
+enum { ZP_PAGE_FREE = 0, ZP_PAGE_IN_USE = 1 };
 
 typedef struct zp_page {
     /* Owner-only fields: touched by the owning thread alone. */
@@ -112,7 +115,7 @@ typedef struct zp_page {
     uint32_t reserved;  /* blocks that fit in the page                 */
     uint32_t block_size;
     uint8_t cls;
-    uint8_t state;  /* ZP_PAGE_*                                    */
+    uint8_t state;  /* ZP_PAGE_FREE / ZP_PAGE_IN_USE                */
     uint8_t dirty;  /* free page still resident (not yet purged)    */
     uint8_t index;  /* position in the segment                      */
     /* Owner-only: 4 KiB pages of the area carved since the last decommit
@@ -138,7 +141,6 @@ typedef struct zp_segment {
     uint16_t npages;
     uint16_t used_pages;
     uint64_t free_mask; /* bit i: page i is not in use               */
-    struct zp_heap *owner; /* NULL while abandoned or cached         */
     struct zp_segment *next, *prev; /* heap list, abandoned list, cache */
     size_t map_size;    /* huge: bytes mapped from the segment start  */
     size_t huge_usable; /* huge: usable bytes from the user pointer   */
@@ -147,15 +149,54 @@ typedef struct zp_segment {
 
 _Static_assert(sizeof(zp_segment) <= ZP_HDR_SIZE, "segment header too large");
 _Static_assert(sizeof(zp_page) == 128, "zp_page grew");
-#define ZP_TOUCH_SHIFT 12 /* zp_page.touched unit: 4 KiB */
+/* zp_page.touched unit, and the step of lazy carving: 4 KiB, the smallest
+ * page the kernel faults in (x86-64; on a 16 KiB-page kernel a step then
+ * covers part of a page, so committed undercounts by at most a page per
+ * pool page). */
+#define ZP_TOUCH_SHIFT 12
+#define ZP_TOUCH_SIZE ((size_t)1 << ZP_TOUCH_SHIFT)
 
-typedef struct zp_pageq {
-    zp_page *first, *last;
-} zp_pageq;
+/* ---- intrusive doubly linked lists ------------------------------------------
+ * Pages (class queues, full and dirty lists) and segments (a heap's
+ * segments, the abandoned list, the cache) are linked through their own
+ * next/prev fields. ZP_LIST defines the queue type and its three
+ * operations once for both element types. */
+#define ZP_LIST(qname, T)                                                       \
+    typedef struct qname {                                                      \
+        T *first, *last;                                                        \
+    } qname;                                                                    \
+    static inline void qname##_push_front(qname *q, T *e) {                     \
+        e->prev = NULL;                                                         \
+        e->next = q->first;                                                     \
+        if (q->first)                                                           \
+            q->first->prev = e;                                                 \
+        else                                                                    \
+            q->last = e;                                                        \
+        q->first = e;                                                           \
+    }                                                                           \
+    static inline void qname##_push_back(qname *q, T *e) {                      \
+        e->next = NULL;                                                         \
+        e->prev = q->last;                                                      \
+        if (q->last)                                                            \
+            q->last->next = e;                                                  \
+        else                                                                    \
+            q->first = e;                                                       \
+        q->last = e;                                                            \
+    }                                                                           \
+    static inline void qname##_remove(qname *q, T *e) {                         \
+        if (e->prev)                                                            \
+            e->prev->next = e->next;                                            \
+        else                                                                    \
+            q->first = e->next;                                                 \
+        if (e->next)                                                            \
+            e->next->prev = e->prev;                                            \
+        else                                                                    \
+            q->last = e->prev;                                                  \
+        e->next = e->prev = NULL;                                               \
+    }
 
-typedef struct zp_segq {
-    zp_segment *first, *last;
-} zp_segq;
+ZP_LIST(zp_pageq, zp_page)
+ZP_LIST(zp_segq, zp_segment)
 
 /* A thread's remote frees into one page of one class, not yet pushed. */
 typedef struct zp_rbatch {
@@ -210,26 +251,77 @@ void zp_rbatch_flush(zp_heap *heap) ZP_HIDDEN;
 static inline void zp_rbatch_flush_if(zp_heap *heap) {
     if (heap->rb_mask[0] | heap->rb_mask[1]) zp_rbatch_flush(heap);
 }
-void zp_pageq_push_back(zp_pageq *q, zp_page *p) ZP_HIDDEN;
-void zp_pageq_push_front(zp_pageq *q, zp_page *p) ZP_HIDDEN;
-void zp_pageq_remove(zp_pageq *q, zp_page *p) ZP_HIDDEN;
 
 /* segment.c */
 zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) ZP_HIDDEN;
 void zp_segment_page_free(zp_heap *heap, zp_page *page) ZP_HIDDEN;
-void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) ZP_HIDDEN;
+void zp_segment_release_if_idle(zp_heap *heap, zp_segment *seg) ZP_HIDDEN;
 void zp_segments_abandon(zp_heap *heap) ZP_HIDDEN;
 int zp_segments_reclaim(zp_heap *heap, unsigned kind) ZP_HIDDEN;
 void zp_segments_collect_abandoned(void) ZP_HIDDEN;
 void zp_segments_release_cache(void) ZP_HIDDEN;
-void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) ZP_HIDDEN;
-void zp_huge_cache_release(void) ZP_HIDDEN;
-void zp_huge_free(zp_segment *seg) ZP_HIDDEN;
-void *zp_huge_remap(zp_segment *seg, void *p, size_t size, size_t *usable) ZP_HIDDEN;
 void zp_segment_fork_prepare(void) ZP_HIDDEN;
 void zp_segment_fork_parent(void) ZP_HIDDEN;
 void zp_segment_fork_child(void) ZP_HIDDEN;
-uint64_t zp_clock_ms(void) ZP_HIDDEN;
+
+/* huge.c */
+void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) ZP_HIDDEN;
+void zp_huge_free(zp_segment *seg) ZP_HIDDEN;
+void *zp_huge_remap(zp_segment *seg, void *p, size_t size, size_t *usable) ZP_HIDDEN;
+void zp_huge_cache_expire_aged(void) ZP_HIDDEN;
+void zp_huge_cache_release(void) ZP_HIDDEN;
+void zp_huge_fork_prepare(void) ZP_HIDDEN;
+void zp_huge_fork_parent(void) ZP_HIDDEN;
+void zp_huge_fork_child(void) ZP_HIDDEN;
+
+/* purge.c: the dirty-page policy, and every policy value of the pool. */
+#define ZP_DEFAULT_DIRTY_AGE_MS 1000u
+#define ZP_DEFAULT_PURGE_INTERVAL_MS 250u
+#define ZP_DEFAULT_DIRTY_RESERVE ((size_t)2 << 20)
+#define ZP_DEFAULT_DIRTY_MAX ((size_t)64 << 20)
+#define ZP_DEFAULT_SEGMENT_CACHE 8u
+#define ZP_DEFAULT_HUGE_CACHE_BYTES ((size_t)32 << 20)
+#define ZP_DEFAULT_HUGE_CACHE_ENTRY_MAX (((size_t)4 << 20) + ZP_HDR_SIZE)
+#define ZP_DEFAULT_HUGE_CACHE_AGE_MS 250u
+typedef struct zp_policy {
+    uint64_t dirty_age_ms;      /* a free page stays resident at least this long */
+    uint64_t purge_interval_ms; /* the timer looks at a heap's dirty pages this often */
+    size_t dirty_reserve;       /* dirty bytes per heap the timer leaves alone */
+    size_t dirty_max;           /* dirty bytes per heap purged at once above this */
+    size_t segment_cache;       /* empty segments kept with their header resident */
+    size_t huge_cache_bytes;    /* bytes of freed huge mappings kept for reuse */
+    size_t huge_cache_entry_max; /* largest mapping the huge cache keeps */
+    uint64_t huge_cache_age_ms; /* how long a cached huge mapping waits */
+} zp_policy;
+extern zp_policy zp_pol ZP_HIDDEN;
+void zp_policy_init(void) ZP_HIDDEN;
+static inline size_t zp_page_touched(const zp_page *page) {
+    return (size_t)page->touched << ZP_TOUCH_SHIFT;
+}
+void zp_page_decommit(zp_segment *seg, zp_page *page) ZP_HIDDEN;
+void zp_heap_dirty_add(zp_heap *heap, zp_page *page) ZP_HIDDEN;
+zp_page *zp_heap_dirty_take(zp_heap *heap, unsigned kind) ZP_HIDDEN;
+void zp_heap_purge_tick(zp_heap *heap) ZP_HIDDEN;
+void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) ZP_HIDDEN;
+
+/* check.c: the checked build (ZMALLOC_POOL_CHECK) verifies the pool's
+ * invariants on its slow paths and aborts with a message naming the first
+ * one broken; otherwise the checks compile to nothing. */
+#ifdef ZMALLOC_POOL_CHECK
+void zp_check_page(const zp_page *page, const char *where) ZP_HIDDEN;
+void zp_check_segment(const zp_segment *seg, const char *where) ZP_HIDDEN;
+void zp_check_heap(const zp_heap *heap, const char *where) ZP_HIDDEN;
+#define ZP_CHECK_STR2(x) #x
+#define ZP_CHECK_STR(x) ZP_CHECK_STR2(x)
+#define ZP_WHERE __FILE__ ":" ZP_CHECK_STR(__LINE__)
+#define ZP_CHECK_PAGE(p) zp_check_page((p), ZP_WHERE)
+#define ZP_CHECK_SEGMENT(s) zp_check_segment((s), ZP_WHERE)
+#define ZP_CHECK_HEAP(h) zp_check_heap((h), ZP_WHERE)
+#else
+#define ZP_CHECK_PAGE(p) ((void)0)
+#define ZP_CHECK_SEGMENT(s) ((void)0)
+#define ZP_CHECK_HEAP(h) ((void)0)
+#endif
 
 /* heap.c: locking for global lists (never on a fast path). */
 typedef struct zp_lock {
