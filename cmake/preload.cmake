@@ -15,7 +15,7 @@ if(ZMALLOC_SANITIZE)
   return()
 endif()
 
-set(ZM_PRELOAD_SOURCES src/preload.c src/platform.c ${ZM_BACKEND_SOURCES})
+set(ZM_PRELOAD_SOURCES src/preload.c src/platform.c src/options.c ${ZM_BACKEND_SOURCES})
 set(ZM_PRELOAD_NAME zmalloc-preload)
 if(ZMALLOC_DEBUG)
   list(APPEND ZM_PRELOAD_SOURCES src/debug.c)

@@ -218,6 +218,15 @@ int zmalloc_test(int argc, char **argv, int flags);
  * Part 2: extensions
  * ====================================================================== */
 
+/* Extension: the value of a run-time option, by its name in ZMALLOC_CONF
+ * (docs/options.md lists them all, with their defaults), as the library
+ * read it from the environment: ZMALLOC_CONF=name:value,... and one
+ * variable per option, ZMALLOC_<NAME> in upper case, which wins. For a
+ * string option: 1 when it is set to a non-empty value, else 0. An unknown
+ * name returns -1 with errno = EINVAL. Tests use it to read the policy
+ * values they depend on instead of copying them. */
+long long zmalloc_get_option(const char *name);
+
 /* Extension: the backend's name and version at run time, e.g. "pool",
  * "jemalloc-5.3.0", "libc-2.36 (size prefix)". */
 const char *zmalloc_backend(void);

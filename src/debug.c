@@ -32,8 +32,8 @@
  *
  * Quarantine. A freed block keeps its record (marked freed; header re-tagged
  * freed), is filled with FREED_BYTE and queued FIFO in its shard's
- * quarantine; when the queue holds more than Q_COUNT blocks or Q_BYTES
- * bytes the oldest is checked (a write after free is reported, without
+ * quarantine; when the queue holds more than quarantine_blocks blocks or
+ * quarantine_bytes bytes (options.h) the oldest is checked (a write after free is reported, without
  * aborting) and given back to the backend. A free whose header says freed
  * is a double free; a pointer whose header does not check out is an invalid
  * free (for an address inside a known block the report says which; a block
@@ -59,10 +59,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "options.h"
 #include "platform.h"
 
 /* Under ASan, LeakSanitizer must see the backend pointers our records hold
@@ -82,8 +82,6 @@
 #define NEW_BYTE 0xBE          /* fresh block (not zcalloc)             */
 #define GUARD_BYTE 0xFD        /* front and tail guards                 */
 #define FREED_BYTE 0xDF        /* freed block in quarantine             */
-#define Q_COUNT 512            /* per shard (so per group of threads; one thread: all of it) */
-#define Q_BYTES ((size_t)1 << 20) /* per shard; at most 16384 blocks, 32 MiB in all */
 #define RECORD_CHUNK ((size_t)64 << 10)
 #define MAX_WRONG 8 /* wrong bytes quoted per report */
 
@@ -120,6 +118,26 @@ typedef struct chunk {
     size_t n;
     dbg_block rec[];
 } chunk;
+
+/* Quarantine limits per shard (so per group of threads; one thread: all of
+ * it): options quarantine_blocks and quarantine_bytes, read on first use. */
+static struct {
+    _Atomic int ready;
+    size_t count, bytes;
+} q_limit;
+
+__attribute__((noinline, cold)) static void q_limit_load(void) {
+    long long count = zm_option(ZM_OPT_QUARANTINE_BLOCKS);
+    long long bytes = zm_option(ZM_OPT_QUARANTINE_BYTES);
+    q_limit.count = count > 0 ? (size_t)count : 0;
+    q_limit.bytes = bytes > 0 ? (size_t)bytes : 0;
+    atomic_store_explicit(&q_limit.ready, 1, memory_order_release);
+}
+
+static inline void q_limit_ensure(void) {
+    if (__builtin_expect(!atomic_load_explicit(&q_limit.ready, memory_order_acquire), 0))
+        q_limit_load();
+}
 
 static shard shards[NSHARDS] = {[0 ... NSHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 
@@ -194,18 +212,12 @@ static inline void header_set(unsigned char *user, size_t size, dbg_block *rec, 
  * own page; otherwise ask the kernel whether the page before is mapped (a
  * pointer zmalloc never returned may sit at the start of a mapping). */
 static int header_readable(const unsigned char *user) {
-    static _Atomic size_t page_size;
-    size_t page = atomic_load_explicit(&page_size, memory_order_relaxed);
-    if (!page) {
-        page = (size_t)sysconf(_SC_PAGESIZE);
-        atomic_store_explicit(&page_size, page, memory_order_relaxed);
-    }
+    size_t page = zm_os_page_size();
     uintptr_t u = (uintptr_t)user;
     if (u & 15) return 0; /* every block we return is 16-byte aligned */
     if ((u & (page - 1)) >= FRONT) return 1;
     if (u < page + FRONT) return 0;
-    unsigned char vec;
-    return mincore((void *)((u & ~(uintptr_t)(page - 1)) - page), page, &vec) == 0;
+    return zm_os_probe_mapped((const void *)(u - FRONT), FRONT) == 0;
 }
 
 /* The record named by user's header if the header checks out with tag,
@@ -371,12 +383,7 @@ static void put_site(line_buf *l, const char *file, int line, void *ra) {
 
 static void flush_line(line_buf *l) {
     put(l, "\n");
-    size_t off = 0;
-    while (off < l->len) {
-        ssize_t n = write(2, l->s + off, l->len - off);
-        if (n <= 0) break;
-        off += (size_t)n;
-    }
+    zm_os_write_all(2, l->s, l->len);
     l->len = 0;
 }
 
@@ -680,7 +687,7 @@ static void validate_locked(shard *sh, const void *ptr, dbg_block *b, const char
  * oldest blocks beyond the limits into ev. sh is locked. filled: the caller
  * already wrote the freed fill and header. */
 static void retire_locked(shard *sh, dbg_block *b, int filled, evicted *ev, sink *s) {
-    if (b->size > Q_BYTES) {
+    if (b->size > q_limit.bytes) {
         zm_be_free(b->raw, b->raw_size);
         record_free(sh, b);
         return;
@@ -699,7 +706,7 @@ static void retire_locked(shard *sh, dbg_block *b, int filled, evicted *ev, sink
     sh->q_tail = b;
     sh->q_count++;
     sh->q_bytes += b->size;
-    while (sh->q_count > Q_COUNT || sh->q_bytes > Q_BYTES)
+    while (sh->q_count > q_limit.count || sh->q_bytes > q_limit.bytes)
         quarantine_evict_one(sh, ev, s);
 }
 
@@ -712,10 +719,11 @@ void zm_dbg_free(void *ptr, size_t usable) {
      * the locked part then confirms with the record (a racing second free
      * of the same block finds it freed there). */
     size_t size;
+    q_limit_ensure();
     dbg_block *b = header_probe(user, LIVE_TAG, &size);
     int filled = 0;
     if (b) {
-        if (size <= Q_BYTES && memcmp(user - GUARD, guard_pattern, GUARD) == 0 &&
+        if (size <= q_limit.bytes && memcmp(user - GUARD, guard_pattern, GUARD) == 0 &&
             memcmp(user + size, guard_pattern, GUARD) == 0) {
             memset(user, FREED_BYTE, size);
             header_set(user, size, b, FREED_TAG);
@@ -751,6 +759,7 @@ void *zm_dbg_realloc(void *ptr, size_t size, size_t *usable) {
     if (!p) return NULL;
     memcpy(p, ptr, old < size ? old : size);
 
+    q_limit_ensure();
     b = lookup_locked(ptr, &sh); /* another thread may have freed it meanwhile */
     validate_locked(sh, ptr, b, "zrealloc");
     evicted ev;
@@ -921,6 +930,5 @@ static void leak_report_at_exit(void) {
 
 __attribute__((constructor)) static void dbg_init(void) {
     pthread_atfork(fork_prepare, fork_release, fork_release);
-    const char *env = getenv("ZMALLOC_LEAK_REPORT");
-    if (env && *env && strcmp(env, "0") != 0) atexit(leak_report_at_exit);
+    if (zm_option(ZM_OPT_LEAK_REPORT)) atexit(leak_report_at_exit);
 }

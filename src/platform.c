@@ -1,4 +1,5 @@
-/* platform.c: mmap/madvise and /proc, /sys/fs/cgroup readers (Linux).
+/* platform.c: mmap/madvise/mincore, the clock, and /proc, /sys/fs/cgroup
+ * readers (Linux). platform.h states the return convention.
  *
  * The /proc readers use open/read on a stack buffer, never stdio, because
  * stdio's FILE allocates with malloc and the pool backend may be malloc.
@@ -56,25 +57,66 @@ void *zm_os_map_aligned(size_t size, size_t alignment) {
     return (void *)start;
 }
 
-void zm_os_unmap(void *addr, size_t size) {
-    if (addr) munmap(addr, size);
+int zm_os_unmap(void *addr, size_t size) {
+    return addr ? munmap(addr, size) : 0;
 }
 
 int zm_os_decommit(void *addr, size_t size) {
     return madvise(addr, size, MADV_DONTNEED);
 }
 
-int zm_os_decommit_lazy(void *addr, size_t size) {
-#ifdef MADV_FREE
-    if (madvise(addr, size, MADV_FREE) == 0) return 0;
-#endif
-    return madvise(addr, size, MADV_DONTNEED);
+int zm_os_probe_mapped(const void *addr, size_t size) {
+    size_t page = zm_os_page_size();
+    uintptr_t start = (uintptr_t)addr & ~(uintptr_t)(page - 1);
+    size_t span = ((uintptr_t)addr + size - start + page - 1) & ~(page - 1);
+    unsigned char vec[16];
+    if (span / page > sizeof vec) {
+        errno = EINVAL;
+        return -1;
+    }
+    return mincore((void *)start, span, vec);
 }
 
 unsigned long long zm_os_clock_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
+}
+
+int zm_os_write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int zm_os_environ_each(void (*fn)(const char *entry, void *arg), void *arg) {
+    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[4096], entry[4096];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\0') {
+                if (len < sizeof entry) entry[len] = buf[i];
+                len++;
+                continue;
+            }
+            if (len < sizeof entry) {
+                entry[len] = '\0';
+                fn(entry, arg);
+            }
+            len = 0;
+        }
+    }
+    close(fd);
+    return 0;
 }
 
 void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst) {
@@ -101,29 +143,30 @@ static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
 
 int zm_os_proc_stat_field(int field, long long *res) {
     char buf[4096];
-    if (field < 1 || read_small_file("/proc/self/stat", buf, sizeof buf) <= 0) return 0;
+    /* pid and comm (fields 1, 2) are not numbers we report. */
+    if (field <= 2) return errno = EINVAL, -1;
+    if (read_small_file("/proc/self/stat", buf, sizeof buf) <= 0) return -1;
     /* Field 2 (comm) is in parentheses and may hold spaces: count fields
      * after its closing parenthesis, which is field 2's end. */
     char *p = strrchr(buf, ')');
-    if (!p) return 0;
-    if (field <= 2) return 0; /* pid and comm are not numbers we report */
+    if (!p) return errno = EINVAL, -1;
     int current = 2;
     while (*p && current < field) {
         if (*p == ' ') current++;
         p++;
     }
-    if (current != field || !*p) return 0;
+    if (current != field || !*p) return errno = EINVAL, -1;
     char *end;
     errno = 0;
     long long value = strtoll(p, &end, 10);
-    if (errno || end == p) return 0;
+    if (errno || end == p) return errno = EINVAL, -1;
     *res = value;
-    return 1;
+    return 0;
 }
 
 size_t zm_os_rss(void) {
     long long pages;
-    if (!zm_os_proc_stat_field(24, &pages)) return 0;
+    if (zm_os_proc_stat_field(24, &pages) != 0) return 0;
     return (size_t)pages * zm_os_page_size();
 }
 

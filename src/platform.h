@@ -1,9 +1,19 @@
 /* platform.h: the only interface to the operating system (Linux).
  *
- * Everything that maps memory, advises the kernel or reads /proc and
- * /sys/fs/cgroup goes through here, so the rest of the library is plain C.
- * None of these functions allocates with malloc: the pool backend calls them
- * while it is itself replacing malloc.
+ * Everything that maps memory, advises the kernel, asks for the time or the
+ * page size, or reads /proc and /sys/fs/cgroup goes through here, so the
+ * rest of the library is plain C with no system call of its own. None of
+ * these functions allocates with malloc: the pool backend calls them while
+ * it is itself replacing malloc, and the verification layer and the options
+ * reader call them before libc is fully set up.
+ *
+ * Return convention (one for the whole file):
+ *   - a function that returns memory returns NULL on failure, errno set;
+ *   - every other function that can fail returns int: 0 on success, -1 on
+ *     failure with errno set (as system calls do); results go through
+ *     pointer arguments;
+ *   - a reader of a figure that has no failure worth reporting (page size,
+ *     clock, RSS, memory sizes) returns the figure, 0 when it is unknown.
  */
 #ifndef ZMALLOC_PLATFORM_H
 #define ZMALLOC_PLATFORM_H
@@ -19,13 +29,15 @@ void *zm_os_map(size_t size);
 /* Map size bytes whose start is aligned to alignment (a power of two,
  * any size): over-maps and trims. NULL on failure. */
 void *zm_os_map_aligned(size_t size, size_t alignment);
-void zm_os_unmap(void *addr, size_t size);
+/* NULL addr is a no-op returning 0. */
+int zm_os_unmap(void *addr, size_t size);
 /* Give the pages back to the OS but keep the range mapped; next touch
  * faults in zero pages (MADV_DONTNEED). 0 on success. */
 int zm_os_decommit(void *addr, size_t size);
-/* As zm_os_decommit but lazy (MADV_FREE where the kernel has it, else
- * MADV_DONTNEED): the pages stay resident until the kernel needs them. */
-int zm_os_decommit_lazy(void *addr, size_t size);
+/* 0 when every page of [addr, addr + size) is mapped, -1 (errno ENOMEM)
+ * when one is not (mincore): lets the verification layer read memory in
+ * front of a pointer it was handed without faulting. */
+int zm_os_probe_mapped(const void *addr, size_t size);
 /* Resize the mapping [addr, addr + old_size) to new_size (both page
  * multiples), keeping its pages (mremap, no copy). With dst NULL in place:
  * returns addr, or NULL when the range after it is taken (growth). With dst
@@ -35,11 +47,20 @@ int zm_os_decommit_lazy(void *addr, size_t size);
 void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst);
 
 /* Milliseconds of a monotonic clock (CLOCK_MONOTONIC_COARSE: a few ms of
- * resolution, no syscall through the vDSO); for policy timers. */
+ * resolution, no system call through the vDSO), for ageing policies. */
 unsigned long long zm_os_clock_ms(void);
+
+/* Writes all len bytes to fd (retrying short writes and EINTR). */
+int zm_os_write_all(int fd, const void *buf, size_t len);
+
+/* Calls fn(entry, arg) for each "NAME=value" entry of the environment the
+ * process started with (/proc/self/environ), usable before libc has set up
+ * environ. Entries longer than 4 KiB are skipped. */
+int zm_os_environ_each(void (*fn)(const char *entry, void *arg), void *arg);
 
 /* /proc readers used by the Redis API (zmalloc.h documents each). */
 size_t zm_os_rss(void);
+/* Field number field (1-based, as in proc(5)) of /proc/self/stat. */
 int zm_os_proc_stat_field(int field, long long *res);
 size_t zm_os_smaps_field(const char *field, long pid);
 size_t zm_os_smaps_field_full_scan(const char *field, long pid);

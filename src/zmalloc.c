@@ -602,7 +602,7 @@ size_t zmalloc_get_rss(void) {
 }
 
 int get_proc_stat_ll(int i, long long *res) {
-    return zm_os_proc_stat_field(i, res);
+    return zm_os_proc_stat_field(i, res) == 0; /* Redis's convention: 1 on success */
 }
 
 size_t zmalloc_get_smap_bytes_by_field(char *field, long pid) {

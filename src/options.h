@@ -1,0 +1,78 @@
+/* options.h: the one table of run-time options and how they are read.
+ *
+ * Every tunable policy value of the library is a row of ZM_OPTIONS below:
+ *
+ *   X(ID, "name", default, "doc")
+ *
+ * which gives an enum ZM_OPT_<ID>, the name used in ZMALLOC_CONF, the
+ * variable ZMALLOC_<NAME> (the name in upper case) and a line of
+ * docs/options.md. A default that is a string literal (or NULL) makes a
+ * string option, read with zm_option_str(); any other default makes a number
+ * option, read with zm_option(). docs/options.md is checked against this
+ * table by tests/test_options.c, so add the row here and regenerate the doc
+ * with `build/<dir>/tests/test_options --markdown` (the test says so).
+ *
+ * Values come from the environment, as MIMALLOC_* and MALLOC_CONF do:
+ *   ZMALLOC_CONF=name:value,name:value   several options at once;
+ *   ZMALLOC_<NAME>=value                 one option, wins over ZMALLOC_CONF.
+ * A number is decimal with an optional sign and an optional k, m or g suffix
+ * (KiB, MiB, GiB; "kb"/"kib" are accepted too), or true/false/yes/no/on/off.
+ * A value that does not parse, or an unknown name in ZMALLOC_CONF, is
+ * reported on stderr ("zmalloc: option ...") and the default is kept.
+ *
+ * The table is read once, on the first zm_option() call, from libc's
+ * environ or, when that is not set up yet (a preloaded malloc called by the
+ * dynamic loader), from /proc/self/environ. Reading it never allocates with
+ * malloc, so it is safe from the pool (which may be malloc), before main and
+ * in the preload library. It is for slow paths only: read a value once into
+ * your own variable, never on a fast path.
+ */
+#ifndef ZMALLOC_OPTIONS_H
+#define ZMALLOC_OPTIONS_H
+
+#include <stddef.h>
+
+/* Rows are grouped by the layer that reads them. Keep "doc" one sentence
+ * that says the unit and what 0 means when it means something. */
+#define ZM_OPTIONS(X)                                                                            \
+    /* verification layer (ZMALLOC_DEBUG=1 builds) */                                            \
+    X(LEAK_REPORT, "leak_report", 0,                                                             \
+      "verification builds: 1 prints zmalloc_report_leaks() to stderr at exit")                 \
+    X(QUARANTINE_BLOCKS, "quarantine_blocks", 512,                                               \
+      "verification builds: freed blocks each quarantine holds before the oldest is checked "    \
+      "and released")                                                                            \
+    X(QUARANTINE_BYTES, "quarantine_bytes", (1 << 20),                                           \
+      "verification builds: bytes each quarantine holds; a freed block larger than this goes "   \
+      "straight back to the backend")
+
+typedef enum zm_option_id {
+#define ZM_OPTION_ENUM_(id, name, def, doc) ZM_OPT_##id,
+    ZM_OPTIONS(ZM_OPTION_ENUM_)
+#undef ZM_OPTION_ENUM_
+    ZM_OPT_COUNT
+} zm_option_id;
+
+/* The value of a number option (for a string option: 1 when it is set to a
+ * non-empty string, else 0). */
+long long zm_option(zm_option_id id);
+/* The value of a string option, never NULL for one (the default or ""),
+ * NULL for a number option. */
+const char *zm_option_str(zm_option_id id);
+/* id of the option called name (as in ZMALLOC_CONF), or -1. */
+int zm_option_find(const char *name);
+
+/* One row of the table, for the docs check and zmalloc_get_option(). */
+typedef struct zm_option_desc {
+    const char *name;
+    const char *doc;
+    long long def;       /* number options */
+    const char *def_str; /* string options (NULL for number options) */
+    int is_string;
+} zm_option_desc;
+const zm_option_desc *zm_option_info(zm_option_id id);
+
+/* Tests only: forget what was read and read env (a NULL-terminated
+ * "NAME=value" array) instead of the process environment, at once. */
+void zm_options_reload_from(char *const *env);
+
+#endif
