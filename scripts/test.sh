@@ -46,6 +46,19 @@ for b in "${backends[@]}"; do
   run_suite "$b" "${f[@]}"
 done
 
+# Link matrix (tests/link/run.sh): each backend built above, installed with
+# cmake --install and linked every way a user links it; its
+# "link-NAME: N passed, M failed" line adds to the totals.
+for b in "${backends[@]}"; do
+  [ -f "$BUILD/test-$b/libzmalloc.a" ] || continue
+  out=$(bash tests/link/run.sh "$BUILD/test-$b" "$b" 2>&1); rc=$?
+  echo "== link-$b"; echo "$out" | sed 's/^/   /'
+  line=$(echo "$out" | grep -E "^link-$b: [0-9]+ passed, [0-9]+ failed" | tail -1)
+  p=$(echo "$line" | sed -nE 's/.*: ([0-9]+) passed.*/\1/p'); f=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" -eq 0 ] && failed=$((failed + 1)); failures+=("link-$b"); }
+done
+
 # Sanitizer builds: ASan+UBSan on libc (and pool when built), TSan on the
 # threaded tests of the default backend.
 run_suite asan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=address,undefined

@@ -73,6 +73,9 @@ void zm_be_je_dallocx(void *ptr, int flags);
 int zm_be_je_arena_stats(unsigned arena, int refresh, size_t *allocated, size_t *active,
                          size_t *resident, size_t *frag_smallbins);
 void zm_be_je_background_thread(int enable);
+/* 1 when the hot calls reach jemalloc's own malloc/calloc/free (found in
+ * the object that defines mallocx), 0 when they use mallocx/dallocx. */
+int zm_be_je_plain_entry_points(void);
 #endif
 
 #endif

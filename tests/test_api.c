@@ -322,7 +322,13 @@ static void test_jemalloc_extras(void) {
 #endif
 #endif
 
-int main(void) {
+/* tests/link/ builds this file into programs and a dlopen'ed plugin linked
+ * every way a user links zmalloc; there the suite is a function by another
+ * name. */
+#ifndef TEST_API_ENTRY
+#define TEST_API_ENTRY main
+#endif
+int TEST_API_ENTRY(void) {
     printf("backend: %s (%s)\n", zmalloc_backend(), ZMALLOC_LIB);
     test_basic();
     test_calloc_zeroes_recycled();
