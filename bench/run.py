@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""bench/run.py: run zmbench on every backend, interleaved and repeated.
+"""bench/run.py: build, run every workload on every variant, write the results.
 
-Called by bench/run.sh once the builds exist (build/bench-<backend>). One
-process per (workload, threads, backend, repetition); within a repetition
-each workload runs on every backend back to back, in an order rotated every
-repetition, so slow drift of a shared machine falls on all backends alike.
-Each figure is the median of the repetitions and also a ratio to glibc (the
-libc backend) from the same run.
+Called by bench/run.sh (`make bench`). The builds are bench/build.py's; the
+workloads are bench/workloads.json, the variants (columns) bench/variants.json.
+One process per (workload, threads, variant, repetition); within a repetition
+each case runs on every variant back to back, in an order rotated every
+repetition, so slow drift of a shared machine falls on all variants alike.
+Each figure is the median of the repetitions. Then callgrind counts the
+instructions per alloc+free pair of the fastpath workload on every variant.
 
-Writes build/bench/results.json and results.csv, prints the table, draws
-build/bench/*.svg with gnuplot (bench/plot.gp) and regenerates the tables
-of docs/benchmarks.md (bench/report.py). Standard library only.
+Writes build/bench/results.json (every run, medians, the machine) and
+results.csv; bench/report.py turns them into the printed summary, the target
+verdicts and build/bench/benchmarks.md with its charts. Never writes a
+tracked file: `make bench-save` copies the results into docs/benchmarks/ and
+`make bench-docs` regenerates docs/benchmarks.md from there.
 """
-import argparse
 import json
 import os
 import platform
@@ -23,36 +25,43 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import build  # noqa: E402
 import report  # noqa: E402
+import results  # noqa: E402
 
-ALL_WORKLOADS = ["churn", "meta", "large", "prodcon", "redis", "realloc", "account", "fastpath", "smaps"]
-
-
-def env_list(name, default):
-    v = os.environ.get(name, "").replace(",", " ").split()
-    return v if v else default
+ROOT = build.ROOT
 
 
-def cases(workloads, threads):
-    """(workload, threads) pairs in run order."""
+def env(name, default):
+    v = os.environ.get(name)
+    return v if v else default  # an empty value reads as unset
+
+
+def env_list(name):
+    return os.environ.get(name, "").replace(",", " ").split()
+
+
+def cases(workloads, threads_override):
+    """(workload spec, threads) pairs in report order."""
     out = []
     for w in workloads:
-        if w == "churn":
-            ts = threads
-        elif w == "prodcon":
-            ts = sorted({t - t % 2 for t in threads if t >= 2}) or [2]
-            ts = [t for t in ts if t <= 8] or [2]
-            if threads == [1, 2, 4, 8]:
-                ts = [2, 4]
-        elif w == "account":
-            ts = sorted({1, max([t for t in threads if t <= 4] or [1])})
-            if threads == [1, 2, 4, 8]:
-                ts = [1, 4]
-        else:
-            ts = [1]
+        ts = w["threads"]
+        if threads_override and len(ts) > 1:
+            ts = threads_override
+            if w["name"] == "prodcon":
+                ts = sorted({t - t % 2 for t in ts if t >= 2}) or [2]
         out += [(w, t) for t in ts]
     return out
+
+
+def runs_case(v, w, t):
+    """Whether variant v runs workload w at t threads."""
+    if v["mode"] not in w["modes"]:
+        return False
+    only = v.get("only")
+    return not only or w["name"] in only or f"{w['name']}:{t}" in only
 
 
 def cpu_model():
@@ -69,7 +78,7 @@ def cpu_model():
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
+            return [float(x) for x in f.read().split()[:3]]
     except OSError:
         return None
 
@@ -83,10 +92,7 @@ class Progress:
         el = time.time() - self.t0
         eta = el / self.done * (self.total - self.done) if self.done else 0
         line = f"[{self.done + 1}/{self.total} {el:4.0f}s, ~{eta:3.0f}s left] {text}"
-        if self.tty:
-            sys.stderr.write("\r\033[K" + line)
-        else:
-            sys.stderr.write(line + "\n")
+        sys.stderr.write(("\r\033[K" + line) if self.tty else (line + "\n"))
         sys.stderr.flush()
 
     def step(self):
@@ -98,11 +104,18 @@ class Progress:
         sys.stderr.write(f"bench: {self.done} runs in {time.time() - self.t0:.0f}s\n")
 
 
-def run_one(build, backend, workload, threads, scale, timeout):
-    exe = os.path.join(build, f"bench-{backend}", "bench", "zmbench")
-    cmd = [exe, "-w", workload, "-t", str(threads), "-s", str(scale)]
+def run_env(v):
+    e = {k: x for k, x in os.environ.items() if k != "LD_PRELOAD"}
+    e.update(v.get("env") or {})
+    if v["mode"] == "malloc" and v.get("preload"):
+        e["LD_PRELOAD"] = v["preload"]
+    return e
+
+
+def run_one(v, workload, threads, scale, timeout):
+    cmd = [v["exe"], "-w", workload, "-t", str(threads), "-s", f"{scale:g}"]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env(v))
     except subprocess.TimeoutExpired:
         return None, f"timeout after {timeout}s"
     if p.returncode != 0:
@@ -113,94 +126,105 @@ def run_one(build, backend, workload, threads, scale, timeout):
     return None, "no result line"
 
 
-def callgrind_counts(build, backends):
-    """Instructions per zmalloc+zfree pair on the fast path: the difference
-    of two runs of different lengths, so start-up and warm-up cancel."""
+def callgrind(variants, pairs=(50000, 150000)):
+    """Instructions per alloc+free pair of the fastpath workload (loop
+    included): the difference of two runs of different lengths, so start-up
+    and warm-up cancel. {variant: count}."""
     out = {}
     if not shutil.which("valgrind"):
         print("bench: callgrind skipped (valgrind not installed)")
         return out
-    for b in backends:
-        exe = os.path.join(build, f"bench-{b}", "bench", "zmbench")
+    for v in variants:
+        if v.get("callgrind") is False:
+            continue
         counts = []
-        for scale in (0.005, 0.015):  # 100k and 300k pairs
-            sys.stderr.write(f"\r\033[Kcallgrind {b} {scale}" if sys.stderr.isatty() else "")
+        for n in pairs:
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r\033[Kcallgrind {v['name']} {n} pairs")
             p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                                exe, "-w", "fastpath", "-s", str(scale)],
-                               capture_output=True, text=True, timeout=300)
+                                v["exe"], "-w", "fastpath", "-s", f"{n / 20e6:g}"],
+                               capture_output=True, text=True, timeout=300, env=run_env(v))
             m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
             if p.returncode != 0 or not m:
+                print(f"bench: callgrind of {v['name']} failed: {p.stderr.strip()[-200:]}")
                 counts = None
                 break
             counts.append(int(m.group(1)))
         if counts:
-            out[b] = (counts[1] - counts[0]) / 200000.0
+            out[v["name"]] = (counts[1] - counts[0]) / float(pairs[1] - pairs[0])
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
     return out
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--out", default="build/bench")
-    ap.add_argument("--backends", required=True)
-    ap.add_argument("--debug-backends", default="")
-    ap.add_argument("--docs", default="docs/benchmarks.md")
-    a = ap.parse_args()
-
-    env = lambda name, default: os.environ.get(name) or default  # empty = unset
+    out = os.path.join(ROOT, env("BUILD", "build"), "bench")
     quick = env("QUICK", "0") == "1"
-    backends = a.backends.split()
-    debug_backends = a.debug_backends.split()
-    workloads = [w for w in env_list("WORKLOADS", ALL_WORKLOADS)]
-    bad = [w for w in workloads if w not in ALL_WORKLOADS]
-    if bad:
-        sys.exit(f"bench: unknown workload(s) {' '.join(bad)}; known: {' '.join(ALL_WORKLOADS)}")
-    threads = [int(t) for t in env_list("THREADS", ["1", "2", "4", "8"])]
     reps = int(env("REPS", "2" if quick else "3"))
-    scale = float(env("SCALE", "0.2" if quick else "1"))
-    timeout = 300
+    scale_mul = float(env("SCALE", "0.3" if quick else "1"))
+    jobs = int(env("JOBS", str(min(2, os.cpu_count() or 1))))
+    timeout = int(env("BENCH_TIMEOUT", "120"))
 
-    plan = cases(workloads, threads)
-    # Verification-mode builds run the churn workload on one thread only.
-    jobs_per_rep = len(plan) * len(backends) + (len(debug_backends) if ("churn", 1) in plan else 0)
-    prog = Progress(jobs_per_rep * reps)
-    raw = {}  # (workload, threads, backend) -> list of metric dicts
-    libs = {}
-    errors = []
+    with open(os.path.join(HERE, "workloads.json")) as f:
+        all_workloads = json.load(f)["workloads"]
+    names = env_list("WORKLOADS")
+    known = [w["name"] for w in all_workloads]
+    bad = [n for n in names if n not in known]
+    if bad:
+        sys.exit(f"bench: unknown workload(s) {' '.join(bad)}; known: {' '.join(known)}")
+    workloads = [w for w in all_workloads if not names or w["name"] in names]
+
+    vdoc = build.load()
+    variants, skipped = build.select(vdoc, env_list("BACKENDS"), env_list("VARIANTS"))
+    for s in skipped:
+        print("bench: skipped", s)
+    say = (lambda s: sys.stderr.write(f"\r\033[Kbench: {s}")) if sys.stderr.isatty() else \
+        (lambda s: print(f"bench: {s}", flush=True))
+    t_build = time.time()
+    variants = build.build_variants(vdoc, variants, out, jobs, say)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    print(f"bench: built in {time.time() - t_build:.0f}s; variants: " + " ".join(v["name"] for v in variants))
+    if not variants:
+        sys.exit("bench: nothing built")
+
+    plan = [(w, t) for (w, t) in cases(workloads, [int(x) for x in env_list("THREADS")])
+            if any(runs_case(v, w, t) for v in variants)]
+    total = sum(1 for w, t in plan for v in variants if runs_case(v, w, t)) * reps
+    prog = Progress(total)
+    raw, libs, errors = {}, {}, []
     load0 = loadavg()
     t_start = time.time()
     for rep in range(reps):
-        for (w, t) in plan:
-            order = backends[rep % len(backends):] + backends[:rep % len(backends)]
-            if w == "churn" and t == 1:
-                order = order + debug_backends
-            for b in order:
-                prog.show(f"rep {rep + 1}/{reps}  {w} t={t}  {b}")
-                res, err = run_one(a.build, b, w, t, scale, timeout)
+        for w, t in plan:
+            vs = [v for v in variants if runs_case(v, w, t)]
+            k = rep % len(vs)
+            for v in vs[k:] + vs[:k]:
+                prog.show(f"rep {rep + 1}/{reps}  {w['name']} t={t}  {v['name']}")
+                res, err = run_one(v, w["name"], t, w["scale"] * scale_mul, timeout)
                 prog.step()
                 if err:
-                    errors.append(f"{b} {w} t={t} rep {rep + 1}: {err}")
+                    errors.append(f"{v['name']} {w['name']} t={t} rep {rep + 1}: {err}")
                     continue
-                libs[b] = res.get("lib", b)
-                raw.setdefault((w, t, b), []).append(res["m"])
+                libs[v["name"]] = res.get("lib", "")
+                raw.setdefault((w["name"], t, v["name"]), []).append(res["m"])
     prog.end()
     for e in errors:
         print("bench: FAILED", e)
 
-    results = []
-    for (w, t, b), runs in raw.items():
+    rows = []
+    for (w, t, vname), runs in raw.items():
         metrics = {}
-        for k in runs[0]:
-            vals = [r[k] for r in runs if k in r]
-            metrics[k] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
-                          "runs": vals}
-        results.append({"workload": w, "threads": t, "backend": b, "metrics": metrics})
-
+        for m in runs[0]:
+            vals = [r[m] for r in runs if m in r]
+            metrics[m] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "runs": vals}
+        rows.append({"workload": w, "threads": t, "variant": vname, "metrics": metrics})
     cg = {}
-    if not quick and env("CALLGRIND", "1") != "0" and "fastpath" in workloads:
-        cg = callgrind_counts(a.build, backends)
+    if not quick and env("CALLGRIND", "1") != "0":
+        cg = callgrind(variants)
+    for vname, n in cg.items():
+        rows.append({"workload": "callgrind", "threads": 1, "variant": vname,
+                     "metrics": {"instructions_per_pair": {"median": n, "min": n, "max": n, "runs": [n]}}})
 
     doc = {
         "meta": {
@@ -208,37 +232,34 @@ def main():
             "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "kernel": platform.release(),
+            "command": "make bench" + (" QUICK=1" if quick else "") +
+                       "".join(f" {k}={os.environ[k]}" for k in ("BACKENDS", "VARIANTS", "WORKLOADS", "THREADS",
+                                                                 "REPS", "SCALE") if os.environ.get(k)),
             "quick": quick,
             "reps": reps,
-            "scale": scale,
+            "scale": scale_mul,
             "seconds": round(time.time() - t_start, 1),
             "loadavg_start": load0,
             "loadavg_end": loadavg(),
-            "backends": backends,
-            "debug_backends": debug_backends,
-            "libs": libs,
-            "threads": threads,
+            "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                  text=True).stdout.strip(),
+            "variants": [{k: v.get(k) for k in ("name", "mode", "backend", "build", "env", "only", "cost_of",
+                                                "what")} | {"lib": libs.get(v["name"], ""),
+                                                            "preload": os.path.basename(v.get("preload") or "")}
+                         for v in variants],
             "workloads": workloads,
+            "skipped": skipped,
             "errors": errors,
         },
-        "results": results,
-        "callgrind_instructions_per_pair": cg,
+        "results": rows,
     }
-    report.add_ratios(doc)
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump(doc, f, indent=1)
-    report.write_csv(doc, os.path.join(a.out, "results.csv"))
-    print(report.text_table(doc))
-    print(report.text_targets(doc))
-    charts = report.charts(doc, a.out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp"))
-    print(f"bench: results in {a.out}/results.json, results.csv" + (", " + ", ".join(charts) if charts else ""))
-    # A QUICK run is too small to document; BENCH_DOCS=1 forces it.
-    if env("BENCH_DOCS", "0" if quick else "1") != "0":
-        report.write_docs(doc, a.docs, a.out)
-        print(f"bench: {a.docs} regenerated")
-    else:
-        print(f"bench: {a.docs} left as it is (QUICK=1 or BENCH_DOCS=0)")
+    os.makedirs(out, exist_ok=True)
+    results.save(doc, out)
+    print(report.text_report(doc))
+    md = report.write_docs(doc, os.path.join(ROOT, "docs", "benchmarks.md"), os.path.join(out, "benchmarks.md"),
+                           os.path.join(out, "benchmarks"))
+    print(f"bench: results in {out}/results.json and results.csv; report {md} "
+          "(make bench-save copies the results into docs/benchmarks/ and regenerates docs/benchmarks.md)")
     return 1 if errors else 0
 
 
