@@ -64,6 +64,17 @@ void zm_be_print_stats(FILE *out, int json);
 /* Backend name and version, e.g. "jemalloc-5.3.0"; a static string. */
 const char *zm_be_version(void);
 
+/* Lifecycle hooks (lifecycle.h), for a backend with per-thread or global
+ * state of its own to keep across thread exit and fork. The others (whose
+ * allocators handle fork and thread exit themselves) define none. */
+#define ZM_BACKEND_HAS_LIFECYCLE ZMALLOC_BACKEND_POOL
+#if ZM_BACKEND_HAS_LIFECYCLE
+void zm_be_thread_exit(void);
+void zm_be_fork_prepare(void);
+void zm_be_fork_parent(void);
+void zm_be_fork_child(void);
+#endif
+
 /* jemalloc-only entries behind Redis's *_with_flags, no_tcache and
  * per-arena calls. */
 #if ZMALLOC_BACKEND_JEMALLOC

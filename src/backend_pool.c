@@ -49,6 +49,22 @@ void zm_be_free(void *ptr, size_t usable) {
     zp_free_fast(ptr);
 }
 
+void zm_be_thread_exit(void) {
+    zp_heap_thread_exit();
+}
+
+void zm_be_fork_prepare(void) {
+    zp_heap_fork_prepare();
+}
+
+void zm_be_fork_parent(void) {
+    zp_heap_fork_parent();
+}
+
+void zm_be_fork_child(void) {
+    zp_heap_fork_child();
+}
+
 int zm_be_purge(void) {
     return zp_purge();
 }

@@ -914,7 +914,9 @@ size_t zmalloc_report_leaks(FILE *out) {
  * Process hooks: fork safety, the leak report at exit
  * --------------------------------------------------------------------- */
 
-static void fork_prepare(void) {
+/* Lifecycle hooks (lifecycle.c calls them in layer order: this layer's
+ * prepare runs before the backend's, its parent/child after). */
+void zm_dbg_fork_prepare(void) {
     for (int i = 0; i < NSHARDS; i++)
         pthread_mutex_lock(&shards[i].lock);
 }
@@ -924,11 +926,18 @@ static void fork_release(void) {
         pthread_mutex_unlock(&shards[i].lock);
 }
 
+void zm_dbg_fork_parent(void) {
+    fork_release();
+}
+
+void zm_dbg_fork_child(void) {
+    fork_release();
+}
+
 static void leak_report_at_exit(void) {
     zmalloc_report_leaks(stderr);
 }
 
 __attribute__((constructor)) static void dbg_init(void) {
-    pthread_atfork(fork_prepare, fork_release, fork_release);
     if (zm_option(ZM_OPT_LEAK_REPORT)) atexit(leak_report_at_exit);
 }

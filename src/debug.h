@@ -31,4 +31,9 @@ void zm_dbg_free(void *ptr, size_t usable);
  * allocation site used when the caller's macros gave no file:line. */
 void zm_dbg_note_caller(void *return_address);
 
+/* Lifecycle hooks (lifecycle.h): the shard locks around fork. */
+void zm_dbg_fork_prepare(void);
+void zm_dbg_fork_parent(void);
+void zm_dbg_fork_child(void);
+
 #endif

@@ -9,16 +9,18 @@
  *
  * Heaps are carved from mmap'd metadata chunks and recycled, never unmapped:
  * a remote freer may read a page's stale owner pointer, and it must point at
- * readable memory. A pthread key destructor abandons the heap at thread
- * exit. Global state (heap registry, metadata) sits behind one spin lock,
- * which the fork handlers take so the child inherits consistent lists.
+ * readable memory. At thread exit zp_heap_thread_exit() abandons the heap;
+ * lifecycle.c calls it, and the fork hooks below, in layer order (this file
+ * registers no pthread key and no atfork handler itself). Global state
+ * (heap registry, metadata) sits behind one spin lock, which the fork
+ * hooks take so the child inherits consistent lists.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 
+#include "lifecycle.h"
 #include "platform.h"
 #include "pool.h"
 
@@ -35,32 +37,8 @@ static zp_heap *heap_registry;   /* live and orphaned heaps */
 static zp_heap *heap_free_list;  /* recycled heap structs */
 static char *meta_cursor, *meta_end, *meta_touched;
 
-enum { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
-static _Atomic int init_state;
-static pthread_key_t thread_key;
-
 void zp_lock_acquire(zp_lock *l) {
     while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire)) sched_yield();
-}
-
-static void thread_done(void *arg);
-static void fork_prepare(void);
-static void fork_parent(void);
-static void fork_child(void);
-
-/* The pthread key and fork handlers. Runs after the calling thread already
- * has a heap, so an allocation made by pthread_atfork itself (glibc may grow
- * its handler list) takes the ordinary path instead of recursing here. */
-static void global_init(void) {
-    int expected = INIT_NONE;
-    if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
-        zp_policy_init();
-        pthread_key_create(&thread_key, thread_done);
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
-        atomic_store(&init_state, INIT_DONE);
-        return;
-    }
-    while (atomic_load(&init_state) != INIT_DONE) sched_yield();
 }
 
 static void heap_reset(zp_heap *heap) {
@@ -97,7 +75,22 @@ static zp_heap *heap_struct_alloc(void) {
     return heap;
 }
 
+/* The policy values are read once, when the first heap is made; threads
+ * racing the first wait until they are in place. */
+static void policy_once(void) {
+    static _Atomic int state; /* 0 unread, 1 reading, 2 read */
+    int expected = 0;
+    if (atomic_load_explicit(&state, memory_order_acquire) == 2) return;
+    if (atomic_compare_exchange_strong(&state, &expected, 1)) {
+        zp_policy_init();
+        atomic_store_explicit(&state, 2, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&state, memory_order_acquire) != 2) sched_yield();
+}
+
 static ZP_COLD zp_heap *heap_init_thread(void) {
+    policy_once();
     zp_lock_acquire(&global_lock);
     /* platform.c caches the page size in a plain variable: its first write
      * happens here, under the lock every thread takes before it maps. */
@@ -112,8 +105,11 @@ static ZP_COLD zp_heap *heap_init_thread(void) {
     zp_lock_release(&global_lock);
     if (!heap) return NULL;
     zp_tl_heap = heap;
-    global_init();
-    pthread_setspecific(thread_key, heap);
+    /* After zp_tl_heap is set: the first attach registers the fork hooks,
+     * and an allocation made by pthread_atfork itself then takes the
+     * ordinary path. Without an exit hook (attach failed) the heap is kept
+     * by its dead thread: its pages stay owned, remote frees still land. */
+    (void)zm_lifecycle_thread_attach();
     return heap;
 }
 
@@ -433,9 +429,9 @@ static void heap_abandon(zp_heap *heap) {
     zp_segments_abandon(heap);
 }
 
-static void thread_done(void *arg) {
-    zp_heap *heap = arg;
-    if (!heap || heap == &zp_empty_heap) return;
+void zp_heap_thread_exit(void) {
+    zp_heap *heap = zp_tl_heap;
+    if (heap == &zp_empty_heap) return;
     /* Push the held remote frees first: they may land on our own pages
      * (segments reclaimed since) or our xdelayed, which abandon drains. */
     zp_rbatch_flush_if(heap);
@@ -459,7 +455,7 @@ static void thread_done(void *arg) {
 
 /* ---- fork ----------------------------------------------------------------------------- */
 
-static void fork_prepare(void) {
+void zp_heap_fork_prepare(void) {
     /* The child continues this thread only: its held remote frees go out
      * now, so neither process keeps them back. */
     zp_rbatch_flush_if(zp_tl_heap);
@@ -468,7 +464,7 @@ static void fork_prepare(void) {
     zp_huge_fork_prepare();
 }
 
-static void fork_parent(void) {
+void zp_heap_fork_parent(void) {
     zp_huge_fork_parent();
     zp_segment_fork_parent();
     zp_lock_release(&global_lock);
@@ -477,7 +473,7 @@ static void fork_parent(void) {
 /* Only this thread survives. Other heaps' lists may have been mid-update in
  * their (now gone) threads, so they are left alone: orphaned, their blocks
  * still freeable (remote frees), their memory not reused in the child. */
-static void fork_child(void) {
+void zp_heap_fork_child(void) {
     zp_huge_fork_child();
     zp_segment_fork_child();
     atomic_flag_clear(&global_lock.flag);

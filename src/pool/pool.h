@@ -323,6 +323,12 @@ void zp_check_heap(const zp_heap *heap, const char *where) ZP_HIDDEN;
 #define ZP_CHECK_HEAP(h) ((void)0)
 #endif
 
+/* heap.c: thread exit and fork, called by lifecycle.c through backend_pool.c. */
+void zp_heap_thread_exit(void) ZP_HIDDEN;
+void zp_heap_fork_prepare(void) ZP_HIDDEN;
+void zp_heap_fork_parent(void) ZP_HIDDEN;
+void zp_heap_fork_child(void) ZP_HIDDEN;
+
 /* heap.c: locking for global lists (never on a fast path). */
 typedef struct zp_lock {
     atomic_flag flag;
