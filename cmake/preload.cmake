@@ -15,7 +15,8 @@ if(ZMALLOC_SANITIZE)
   return()
 endif()
 
-set(ZM_PRELOAD_SOURCES src/preload.c src/platform.c src/options.c ${ZM_BACKEND_SOURCES})
+set(ZM_PRELOAD_SOURCES src/preload.c src/preload_stats.c src/account.c src/lifecycle.c
+                       src/platform.c src/options.c ${ZM_BACKEND_SOURCES})
 set(ZM_PRELOAD_NAME zmalloc-preload)
 if(ZMALLOC_DEBUG)
   list(APPEND ZM_PRELOAD_SOURCES src/debug.c)
@@ -26,6 +27,10 @@ add_library(zmalloc_preload SHARED ${ZM_PRELOAD_SOURCES})
 target_include_directories(zmalloc_preload PRIVATE ${CMAKE_SOURCE_DIR}/include
                            ${CMAKE_BINARY_DIR}/include ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(zmalloc_preload PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
+# The statistics keep their event counts in the thread registry's slots
+# (account.h, preload.h: ZPL_X_COUNT words), and lifecycle.c calls the
+# preload layer's hooks.
+target_compile_definitions(zmalloc_preload PRIVATE ZM_PRELOAD_BUILD=1 ZM_ACCOUNT_EXTRA=22)
 # initial-exec TLS: a preloaded library is loaded at start, so its
 # thread-locals live in the static TLS block and cost one load. No builtin
 # malloc: gcc must not turn our own malloc+memset into a call to calloc.

@@ -17,6 +17,7 @@
 #define ZMALLOC_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "zmalloc_config.h"
@@ -38,9 +39,13 @@ void *zm_be_aligned_alloc(size_t alignment, size_t size, size_t *usable);
 #if ZM_BACKEND_HAS_SIZE
 size_t zm_be_usable_size(const void *ptr);
 #endif
-/* usable is the block's usable size as the front end knows it (from
- * zm_be_usable_size or the prefix): backends with a sized free (jemalloc's
- * sdallocx) use it to skip a lookup; others ignore it. */
+/* usable is the block's usable size as the caller knows it (from
+ * zm_be_usable_size or the prefix), or ZM_USABLE_UNKNOWN when the caller
+ * has not looked it up (zfree on a backend that counts for itself, the
+ * preload library's free): a backend with a sized free (jemalloc's
+ * sdallocx) would use a known size to skip a lookup and look it up itself
+ * otherwise; the others ignore it. Never a made-up size. */
+#define ZM_USABLE_UNKNOWN SIZE_MAX
 void zm_be_free(void *ptr, size_t usable);
 
 /* The backend's own view of the whole process heap, in bytes.

@@ -8,7 +8,16 @@
 #ifndef ZMALLOC_LAYER_H
 #define ZMALLOC_LAYER_H
 
+#include <stdint.h>
+
 #include "backend.h"
+
+/* The size guard of both front ends (zmalloc.c and the preload library),
+ * written once: requests from SIZE_MAX/2 up fail with ENOMEM before the
+ * lower layer sees them, and a 0-byte request becomes a minimal one (Redis's
+ * sizeof(long)), so it still gets a unique block. */
+#define ZM_TOO_BIG(n) ((n) >= SIZE_MAX / 2)
+#define ZM_MIN_REQUEST(n) ((n) ? (n) : sizeof(long))
 
 #if ZMALLOC_DEBUG_BUILD
 #include "debug.h"

@@ -43,7 +43,13 @@
       "and released")                                                                            \
     X(QUARANTINE_BYTES, "quarantine_bytes", (1 << 20),                                           \
       "verification builds: bytes each quarantine holds; a freed block larger than this goes "   \
-      "straight back to the backend")
+      "straight back to the backend")                                                                      \
+    /* preload library (libzmalloc-preload.so) */                                                \
+    X(STATS, "stats", "",                                                                        \
+      "preload library: 1 prints allocation statistics to stderr at exit, json prints them as "  \
+      "one JSON line")                                                                           \
+    X(STATS_FILE, "stats_file", "",                                                              \
+      "preload library: at exit, append one JSON line of statistics per process to this file")
 
 typedef enum zm_option_id {
 #define ZM_OPTION_ENUM_(id, name, def, doc) ZM_OPT_##id,

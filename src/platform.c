@@ -306,3 +306,36 @@ size_t zm_os_cgroup_memory_limit(void) {
     limit = read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes", &present);
     return present ? limit : 0;
 }
+
+/* ---- the preload library's exit report ------------------------------------ */
+
+int zm_os_read_self(const char *name, char *buf, size_t cap, size_t *len) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/%s", name);
+    ssize_t n = read_small_file(path, buf, cap);
+    if (n < 0) return -1;
+    *len = (size_t)n;
+    return 0;
+}
+
+size_t zm_os_self_status_kb(const char *field) {
+    char buf[4096];
+    if (read_small_file("/proc/self/status", buf, sizeof buf) <= 0) return 0;
+    char *p = strstr(buf, field);
+    return p ? (size_t)strtoull(p + strlen(field), NULL, 10) : 0;
+}
+
+int zm_os_self_exe(char *buf, size_t cap, size_t *len) {
+    ssize_t n = readlink("/proc/self/exe", buf, cap);
+    if (n < 0) return -1;
+    *len = (size_t)n;
+    return 0;
+}
+
+int zm_os_append_file(const char *path, const void *buf, size_t len) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    int rc = zm_os_write_all(fd, buf, len);
+    close(fd);
+    return rc;
+}

@@ -67,4 +67,15 @@ size_t zm_os_smaps_field_full_scan(const char *field, long pid);
 size_t zm_os_physical_memory(void);
 size_t zm_os_cgroup_memory_limit(void);
 
+/* For the preload library's exit report (no stdio, no malloc: it runs
+ * after other exit handlers). /proc/self/<name> (e.g. "cmdline") into buf,
+ * NUL-terminated, *len bytes. */
+int zm_os_read_self(const char *name, char *buf, size_t cap, size_t *len);
+/* A "Field:   N kB" line of /proc/self/status, in kB; 0 when absent. */
+size_t zm_os_self_status_kb(const char *field);
+/* Path of the running executable, *len bytes, not NUL-terminated. */
+int zm_os_self_exe(char *buf, size_t cap, size_t *len);
+/* Appends len bytes to path (created 0600) in one write. */
+int zm_os_append_file(const char *path, const void *buf, size_t len);
+
 #endif

@@ -24,26 +24,9 @@
  * ignored), malloc_stats and malloc_info are provided, as are glibc's
  * __libc_* aliases. C++ new/delete reach these through malloc/free.
  *
- * Options: one scheme, ZMALLOC_* environment variables, read once when the
- * first allocation happens, from /proc/self/environ (libc's environment is
- * not set up yet at that point) and again from the constructor's envp when
- * /proc is unreadable:
- *   ZMALLOC_STATS=1          count allocations; at exit print a report on
- *                            stderr (ZMALLOC_STATS=json: one JSON line).
- *   ZMALLOC_STATS_FILE=path  count allocations; at exit append one JSON line
- *                            per process to path (what zmrun uses). Each
- *                            process image writes its own line: a fork
- *                            child reports what it did after the fork, an
- *                            exec'd program starts from zero; an image that
- *                            ends by _exit, exec or a signal writes nothing.
- *   Verification builds (ZMALLOC_DEBUG=1) read their own ZMALLOC_* options
- *   (e.g. ZMALLOC_LEAK_REPORT=1), see include/zmalloc.h.
- * Without them the statistics cost one load and one well-predicted branch
- * per call. With them: per-thread counters (counts, a histogram by
- * power-of-two size class, bytes in use) written by their owner alone; bytes
- * in use are folded into a process-wide total every ZPL_FLUSH bytes, which is
- * where the peak is taken, so the reported peak is below the true peak by at
- * most ZPL_FLUSH bytes per thread.
+ * Options, the statistics they turn on (ZMALLOC_STATS, ZMALLOC_STATS_FILE)
+ * and the exit report are in preload_stats.c; preload.h is the seam: one
+ * load and one well-predicted branch per call when statistics are off.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -61,270 +44,10 @@
 
 #include "layer.h"
 #include "platform.h"
+#include "preload.h"
 
 #define ZPL_EXPORT __attribute__((visibility("default")))
-#define zpl_likely(x) __builtin_expect(!!(x), 1)
-#define zpl_unlikely(x) __builtin_expect(!!(x), 0)
-/* As the front end: requests this large fail without asking the backend. */
-#define ZPL_TOO_BIG(n) ((n) >= SIZE_MAX / 2)
 #define ZPL_MIN_ALIGN alignof(max_align_t)
-
-/* ---------------------------------------------------------------------
- * Options and the mode word every call tests
- * --------------------------------------------------------------------- */
-
-enum { ZPL_UNINIT = 0, ZPL_PLAIN = 1, ZPL_STATS = 2 };
-enum { ZPL_OUT_TEXT = 0, ZPL_OUT_JSON = 1 };
-
-static _Atomic int zpl_mode;
-static int zpl_out_format;
-static char zpl_stats_file[4096];
-
-/* ---------------------------------------------------------------------
- * Statistics (only when ZMALLOC_STATS or ZMALLOC_STATS_FILE is set)
- * --------------------------------------------------------------------- */
-
-/* Buckets by usable size: <=16, <=32, ..., <=1 MiB, then everything larger. */
-#define ZPL_NBUCKETS 18
-#define ZPL_FLUSH ((int64_t)64 * 1024)
-
-typedef struct zpl_counts {
-    _Atomic uint64_t allocs;   /* malloc, calloc, aligned, realloc(NULL, n) */
-    _Atomic uint64_t reallocs; /* realloc of a live block to a new size      */
-    _Atomic uint64_t frees;    /* free, realloc(p, 0)                         */
-    _Atomic uint64_t hist[ZPL_NBUCKETS]; /* allocations and realloc results */
-} zpl_counts;
-
-enum { ZPL_T_NEW = 0, ZPL_T_LIVE = 1, ZPL_T_EXITED = 2 };
-
-typedef struct zpl_thread {
-    zpl_counts c;
-    _Atomic int64_t pending; /* bytes in use not yet folded into zpl_used */
-    int state;
-    struct zpl_thread *prev, *next;
-} zpl_thread;
-
-static __thread zpl_thread zpl_self __attribute__((tls_model("initial-exec")));
-
-static pthread_mutex_t zpl_lock = PTHREAD_MUTEX_INITIALIZER;
-static zpl_thread zpl_threads = {.prev = &zpl_threads, .next = &zpl_threads};
-static zpl_counts zpl_exited;     /* folded from exited threads */
-static zpl_counts zpl_base;       /* totals at the last fork (child only) */
-static _Atomic int64_t zpl_used;  /* bytes in use, folded */
-static _Atomic int64_t zpl_peak;  /* largest zpl_used seen */
-static int zpl_forked;
-static pthread_key_t zpl_key;
-static pthread_once_t zpl_once = PTHREAD_ONCE_INIT;
-
-static inline void zpl_bump(_Atomic uint64_t *c, uint64_t d) {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
-                          memory_order_relaxed);
-}
-
-static inline unsigned zpl_bucket(size_t usable) {
-    if (usable <= 16) return 0;
-    unsigned b = 64u - (unsigned)__builtin_clzll((unsigned long long)usable - 1) - 4u;
-    return b < ZPL_NBUCKETS ? b : ZPL_NBUCKETS - 1;
-}
-
-static void zpl_raise_peak(int64_t now) {
-    int64_t peak = atomic_load_explicit(&zpl_peak, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(&zpl_peak, &peak, now,
-                                                                memory_order_relaxed,
-                                                                memory_order_relaxed)) {
-    }
-}
-
-static void zpl_flush(zpl_thread *t) {
-    int64_t d = atomic_load_explicit(&t->pending, memory_order_relaxed);
-    atomic_store_explicit(&t->pending, 0, memory_order_relaxed);
-    zpl_raise_peak(atomic_fetch_add_explicit(&zpl_used, d, memory_order_relaxed) + d);
-}
-
-static void zpl_add_counts(zpl_counts *to, zpl_counts *from) {
-    atomic_fetch_add(&to->allocs, atomic_load_explicit(&from->allocs, memory_order_relaxed));
-    atomic_fetch_add(&to->reallocs, atomic_load_explicit(&from->reallocs, memory_order_relaxed));
-    atomic_fetch_add(&to->frees, atomic_load_explicit(&from->frees, memory_order_relaxed));
-    for (int i = 0; i < ZPL_NBUCKETS; i++)
-        atomic_fetch_add(&to->hist[i], atomic_load_explicit(&from->hist[i], memory_order_relaxed));
-}
-
-/* Thread exit (pthread key destructor): fold into the process totals. Later
- * calls from this thread (other destructors) count in zpl_exited directly. */
-static void zpl_thread_exit(void *arg) {
-    zpl_thread *t = arg;
-    pthread_mutex_lock(&zpl_lock);
-    zpl_add_counts(&zpl_exited, &t->c);
-    zpl_flush(t);
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
-    t->state = ZPL_T_EXITED;
-    pthread_mutex_unlock(&zpl_lock);
-}
-
-static void zpl_fork_prepare(void) {
-    pthread_mutex_lock(&zpl_lock);
-}
-static void zpl_fork_parent(void) {
-    pthread_mutex_unlock(&zpl_lock);
-}
-/* The child has one thread: fold every other thread's counters (their
- * memory is still in our copy of the address space), then take the totals
- * as the base the child's report is relative to. */
-static void zpl_fork_child(void) {
-    pthread_mutex_init(&zpl_lock, NULL);
-    zpl_thread *self = &zpl_self;
-    for (zpl_thread *t = zpl_threads.next, *next; t != &zpl_threads; t = next) {
-        next = t->next;
-        if (t == self) continue;
-        zpl_add_counts(&zpl_exited, &t->c);
-        zpl_flush(t);
-        t->prev->next = t->next;
-        t->next->prev = t->prev;
-    }
-    memset(&zpl_base, 0, sizeof zpl_base);
-    zpl_add_counts(&zpl_base, &zpl_exited);
-    if (self->state == ZPL_T_LIVE) {
-        zpl_add_counts(&zpl_base, &self->c);
-        zpl_flush(self);
-    }
-    atomic_store(&zpl_peak, atomic_load(&zpl_used));
-    zpl_forked = 1;
-}
-
-static void zpl_stats_setup(void) {
-    pthread_key_create(&zpl_key, zpl_thread_exit);
-    pthread_atfork(zpl_fork_prepare, zpl_fork_parent, zpl_fork_child);
-}
-
-static zpl_thread *zpl_register(void) {
-    zpl_thread *t = &zpl_self;
-    pthread_once(&zpl_once, zpl_stats_setup);
-    pthread_mutex_lock(&zpl_lock);
-    t->next = zpl_threads.next;
-    t->prev = &zpl_threads;
-    zpl_threads.next->prev = t;
-    zpl_threads.next = t;
-    t->state = ZPL_T_LIVE;
-    pthread_mutex_unlock(&zpl_lock);
-    pthread_setspecific(zpl_key, t);
-    return t;
-}
-
-static void zpl_init(void);
-
-/* One counted event of `kind`: 'a' an allocation of a block of `usable`
- * bytes, 'r' a realloc whose result has `usable` bytes, 'f' a free; delta
- * is the change in bytes in use. Also where the options are read on the
- * first call (zpl_mode is UNINIT until then, so every call comes here). */
-static __attribute__((noinline, cold)) void zpl_count(size_t usable, int kind, int64_t delta) {
-    if (atomic_load_explicit(&zpl_mode, memory_order_relaxed) == ZPL_UNINIT) zpl_init();
-    if (atomic_load_explicit(&zpl_mode, memory_order_relaxed) != ZPL_STATS) return;
-    zpl_thread *t = &zpl_self;
-    if (zpl_unlikely(t->state != ZPL_T_LIVE)) {
-        if (t->state == ZPL_T_NEW) {
-            t = zpl_register();
-        } else {
-            /* Exiting thread: straight into the process totals. */
-            t = NULL;
-        }
-    }
-    zpl_counts *c = t ? &t->c : &zpl_exited;
-    switch (kind) {
-    case 'a':
-        zpl_bump(&c->allocs, 1);
-        zpl_bump(&c->hist[zpl_bucket(usable)], 1);
-        break;
-    case 'r':
-        zpl_bump(&c->reallocs, 1);
-        zpl_bump(&c->hist[zpl_bucket(usable)], 1);
-        break;
-    default: zpl_bump(&c->frees, 1); break;
-    }
-    if (!t) {
-        zpl_raise_peak(atomic_fetch_add(&zpl_used, delta) + delta);
-        return;
-    }
-    int64_t p = atomic_load_explicit(&t->pending, memory_order_relaxed) + delta;
-    atomic_store_explicit(&t->pending, p, memory_order_relaxed);
-    if (p > ZPL_FLUSH || p < -ZPL_FLUSH) zpl_flush(t);
-}
-
-/* The test on every call: anything but "plain, no statistics". */
-#define ZPL_COUNTING() \
-    zpl_unlikely(atomic_load_explicit(&zpl_mode, memory_order_relaxed) != ZPL_PLAIN)
-
-/* ---------------------------------------------------------------------
- * Reading options
- * --------------------------------------------------------------------- */
-
-static void zpl_option(const char *entry) {
-    if (strncmp(entry, "ZMALLOC_STATS=", 14) == 0) {
-        const char *v = entry + 14;
-        if (strcmp(v, "json") == 0) {
-            zpl_out_format = ZPL_OUT_JSON;
-            atomic_store(&zpl_mode, ZPL_STATS);
-        } else if (*v && strcmp(v, "0") != 0) {
-            atomic_store(&zpl_mode, ZPL_STATS);
-        }
-    } else if (strncmp(entry, "ZMALLOC_STATS_FILE=", 19) == 0 && entry[19]) {
-        size_t len = strlen(entry + 19);
-        if (len < sizeof zpl_stats_file) {
-            memcpy(zpl_stats_file, entry + 19, len + 1);
-            zpl_out_format = ZPL_OUT_JSON;
-            atomic_store(&zpl_mode, ZPL_STATS);
-        }
-    }
-}
-
-/* /proc/self/environ holds the environment the process started with, and
- * can be read with system calls alone: usable from the first malloc. */
-static int zpl_read_proc_environ(void) {
-    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    char buf[4096], entry[4200];
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf[i] == '\0') {
-                entry[len < sizeof entry ? len : sizeof entry - 1] = '\0';
-                if (len < sizeof entry) zpl_option(entry);
-                len = 0;
-            } else {
-                if (len < sizeof entry) entry[len] = buf[i];
-                len++;
-            }
-        }
-    }
-    close(fd);
-    return 1;
-}
-
-static _Atomic int zpl_environ_read;
-
-static void zpl_init(void) {
-    int saved = errno;
-    if (!atomic_exchange(&zpl_environ_read, 1)) zpl_read_proc_environ();
-    int expected = ZPL_UNINIT;
-    atomic_compare_exchange_strong(&zpl_mode, &expected, ZPL_PLAIN);
-    errno = saved;
-}
-
-/* glibc passes (argc, argv, envp) to constructors: the fallback when /proc
- * is not mounted, and the place where a program with no allocation before
- * main gets its options. */
-__attribute__((constructor(101))) static void zpl_constructor(int argc, char **argv,
-                                                              char **envp) {
-    (void)argc;
-    (void)argv;
-    if (atomic_load(&zpl_mode) != ZPL_UNINIT) return;
-    if (!atomic_exchange(&zpl_environ_read, 1) && !zpl_read_proc_environ() && envp) {
-        for (char **e = envp; *e; e++) zpl_option(*e);
-    }
-    int expected = ZPL_UNINIT;
-    atomic_compare_exchange_strong(&zpl_mode, &expected, ZPL_PLAIN);
-}
 
 /* ---------------------------------------------------------------------
  * The replaced functions
@@ -345,8 +68,8 @@ static __attribute__((noinline, cold)) void *zpl_enomem(void) {
  * charged to the program, not to this file. */
 static inline void *zpl_malloc(size_t size) {
     size_t usable;
-    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
-    void *p = zm_lower_malloc(size ? size : 1, &usable);
+    if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
+    void *p = zm_lower_malloc(ZM_MIN_REQUEST(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;
@@ -362,11 +85,12 @@ static inline void zpl_free(void *ptr) {
 #else
     /* The pool's free needs no size (backend_pool.c): look it up only when
      * counting. */
+    size_t usable = ZM_USABLE_UNKNOWN;
     if (ZPL_COUNTING()) {
-        size_t usable = zpl_size_of(ptr);
+        usable = zpl_size_of(ptr);
         zpl_count(usable, 'f', -(int64_t)usable);
     }
-    zm_lower_free(ptr, 0);
+    zm_lower_free(ptr, usable);
 #endif
 }
 
@@ -377,7 +101,7 @@ static inline void *zpl_realloc(void *ptr, size_t size) {
         zpl_free(ptr);
         return NULL;
     }
-    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
+    if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
     size_t usable, old = 0;
     int counting = ZPL_COUNTING();
     if (counting) old = zpl_size_of(ptr);
@@ -390,9 +114,9 @@ static inline void *zpl_realloc(void *ptr, size_t size) {
 /* alignment: a power of two. */
 static void *zpl_aligned(size_t alignment, size_t size) {
     if (alignment <= ZPL_MIN_ALIGN) return zpl_malloc(size);
-    if (zpl_unlikely(ZPL_TOO_BIG(size))) return zpl_enomem();
+    if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
     size_t usable;
-    void *p = zm_lower_aligned_alloc(alignment, size ? size : 1, &usable);
+    void *p = zm_lower_aligned_alloc(alignment, ZM_MIN_REQUEST(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;
@@ -411,9 +135,9 @@ ZPL_EXPORT void free(void *ptr) {
 ZPL_EXPORT void *calloc(size_t nmemb, size_t size) {
     ZM_NOTE_CALLER();
     size_t bytes, usable;
-    if (zpl_unlikely(__builtin_mul_overflow(nmemb, size, &bytes) || ZPL_TOO_BIG(bytes)))
+    if (zpl_unlikely(__builtin_mul_overflow(nmemb, size, &bytes) || ZM_TOO_BIG(bytes)))
         return zpl_enomem();
-    void *p = zm_lower_calloc(bytes ? bytes : 1, &usable);
+    void *p = zm_lower_calloc(ZM_MIN_REQUEST(bytes), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;
@@ -562,165 +286,3 @@ ZPL_EXPORT void *__libc_memalign(size_t, size_t) __attribute__((alias("memalign"
 ZPL_EXPORT void *__libc_valloc(size_t) __attribute__((alias("valloc")));
 ZPL_EXPORT void *__libc_pvalloc(size_t) __attribute__((alias("pvalloc")));
 ZPL_EXPORT int __posix_memalign(void **, size_t, size_t) ZPL_ALIAS(posix_memalign);
-
-/* ---------------------------------------------------------------------
- * The exit report
- * --------------------------------------------------------------------- */
-
-typedef struct zpl_totals {
-    uint64_t allocs, reallocs, frees, hist[ZPL_NBUCKETS];
-    int64_t used, peak;
-} zpl_totals;
-
-static void zpl_sum_into(zpl_totals *tot, zpl_counts *c, int sign) {
-    tot->allocs += sign * atomic_load_explicit(&c->allocs, memory_order_relaxed);
-    tot->reallocs += sign * atomic_load_explicit(&c->reallocs, memory_order_relaxed);
-    tot->frees += sign * atomic_load_explicit(&c->frees, memory_order_relaxed);
-    for (int i = 0; i < ZPL_NBUCKETS; i++)
-        tot->hist[i] += sign * atomic_load_explicit(&c->hist[i], memory_order_relaxed);
-}
-
-static void zpl_collect(zpl_totals *tot) {
-    memset(tot, 0, sizeof *tot);
-    pthread_mutex_lock(&zpl_lock);
-    zpl_sum_into(tot, &zpl_exited, 1);
-    int64_t used = atomic_load(&zpl_used);
-    for (zpl_thread *t = zpl_threads.next; t != &zpl_threads; t = t->next) {
-        zpl_sum_into(tot, &t->c, 1);
-        used += atomic_load_explicit(&t->pending, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&zpl_lock);
-    if (zpl_forked) zpl_sum_into(tot, &zpl_base, -1);
-    int64_t peak = atomic_load(&zpl_peak);
-    tot->used = used;
-    tot->peak = used > peak ? used : peak;
-}
-
-/* "VmHWM:" and "VmRSS:" of /proc/self/status, in bytes. */
-static void zpl_proc_rss(size_t *hwm, size_t *rss) {
-    char buf[4096];
-    *hwm = *rss = 0;
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return;
-    buf[n] = '\0';
-    char *p = strstr(buf, "VmHWM:");
-    if (p) *hwm = (size_t)strtoull(p + 6, NULL, 10) * 1024;
-    p = strstr(buf, "VmRSS:");
-    if (p) *rss = (size_t)strtoull(p + 6, NULL, 10) * 1024;
-}
-
-/* Append s (len bytes) to a JSON string, escaped, within cap. */
-static size_t zpl_json_str(char *out, size_t cap, const char *s, size_t len) {
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 8 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* The command line, NUL-separated arguments joined by spaces. */
-static void zpl_cmdline(char *out, size_t cap) {
-    char raw[1024];
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, raw, sizeof raw - 1) : -1;
-    if (fd >= 0) close(fd);
-    if (n <= 0) n = 0;
-    for (ssize_t i = 0; i < n; i++)
-        if (raw[i] == '\0') raw[i] = ' ';
-    while (n > 0 && raw[n - 1] == ' ') n--;
-    zpl_json_str(out, cap, raw, (size_t)n);
-}
-
-static void zpl_write_all(int fd, const char *buf, size_t len) {
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
-__attribute__((destructor(101))) static void zpl_report(void) {
-    if (atomic_load(&zpl_mode) != ZPL_STATS) return;
-    int saved = errno;
-    zpl_totals t;
-    zpl_collect(&t);
-    size_t hwm, rss;
-    zpl_proc_rss(&hwm, &rss);
-    zm_be_stats st = {0};
-    zm_be_get_stats(0, &st);
-    char cmd[1200], exe[1024], exe_json[1200];
-    zpl_cmdline(cmd, sizeof cmd);
-    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    zpl_json_str(exe_json, sizeof exe_json, exe, el > 0 ? (size_t)el : 0);
-
-    char buf[8192];
-    size_t o = 0;
-#define ZPL_PUT(...) \
-    o += (size_t)snprintf(buf + o, o < sizeof buf ? sizeof buf - o : 0, __VA_ARGS__)
-    if (zpl_out_format == ZPL_OUT_JSON) {
-        ZPL_PUT("{\"zmalloc_preload\":1,\"backend\":\"%s\",\"pid\":%ld,\"ppid\":%ld,"
-                "\"forked\":%d,\"exe\":\"%s\",\"cmd\":\"%s\",",
-                ZMALLOC_BACKEND_VERSION, (long)getpid(), (long)getppid(), zpl_forked, exe_json,
-                cmd);
-        ZPL_PUT("\"allocs\":%llu,\"reallocs\":%llu,\"frees\":%llu,\"used_at_exit\":%lld,"
-                "\"peak_used\":%lld,\"rss_at_exit\":%zu,\"peak_rss\":%zu,",
-                (unsigned long long)t.allocs, (unsigned long long)t.reallocs,
-                (unsigned long long)t.frees, (long long)t.used, (long long)t.peak, rss, hwm);
-        ZPL_PUT("\"allocator\":{\"allocated\":%zu,\"active\":%zu,\"resident\":%zu,"
-                "\"retained\":%zu,\"muzzy\":%zu,\"frag_smallbins\":%zu},\"hist\":[",
-                st.allocated, st.active, st.resident, st.retained, st.muzzy,
-                st.frag_smallbins);
-        for (int i = 0; i < ZPL_NBUCKETS; i++)
-            ZPL_PUT("%s[%llu,%llu]", i ? "," : "",
-                    i < ZPL_NBUCKETS - 1 ? (unsigned long long)16 << i : 0ULL,
-                    (unsigned long long)t.hist[i]);
-        ZPL_PUT("]}\n");
-    } else {
-        ZPL_PUT("zmalloc preload report, pid %ld (%s)\n", (long)getpid(), cmd);
-        ZPL_PUT("  allocations %llu, reallocations %llu, frees %llu\n",
-                (unsigned long long)t.allocs, (unsigned long long)t.reallocs,
-                (unsigned long long)t.frees);
-        ZPL_PUT("  peak used %lld bytes, used at exit %lld bytes\n", (long long)t.peak,
-                (long long)t.used);
-        ZPL_PUT("  peak RSS %zu bytes, RSS at exit %zu bytes", hwm, rss);
-        if (t.used > 0) ZPL_PUT(", RSS/used %.2f", (double)rss / (double)t.used);
-        ZPL_PUT("\n  allocations by size:\n");
-        for (int i = 0; i < ZPL_NBUCKETS; i++) {
-            if (!t.hist[i]) continue;
-            if (i < ZPL_NBUCKETS - 1)
-                ZPL_PUT("    <= %8llu  %llu\n", (unsigned long long)16 << i,
-                        (unsigned long long)t.hist[i]);
-            else
-                ZPL_PUT("     > %8llu  %llu\n", (unsigned long long)8 << i,
-                        (unsigned long long)t.hist[i]);
-        }
-    }
-#undef ZPL_PUT
-    if (o >= sizeof buf) o = sizeof buf - 1;
-    if (zpl_stats_file[0]) {
-        int fd = open(zpl_stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            /* One write per record: O_APPEND keeps records of concurrent
-             * processes whole. */
-            zpl_write_all(fd, buf, o);
-            close(fd);
-        }
-    } else {
-        zpl_write_all(2, buf, o);
-    }
-    errno = saved;
-}

@@ -53,9 +53,11 @@ static size_t (*_Atomic reclaim_handler)(size_t);
 static _Atomic size_t memory_limit;
 /* Set while this thread runs the reclaim handler: no nested reclaim. */
 static __thread int in_reclaim __attribute__((tls_model("initial-exec")));
-/* Per-thread view of the total at the last exact limit check. */
+/* Per-thread view of the total at the last exact limit check, and the
+ * bytes this thread was admitted since. */
 static __thread long long total_at_check __attribute__((tls_model("initial-exec")));
-static __thread long long own_at_check __attribute__((tls_model("initial-exec")));
+static __thread size_t since_limit_check __attribute__((tls_model("initial-exec")));
+static __thread int limit_checked __attribute__((tls_model("initial-exec")));
 
 void zmalloc_set_oom_handler(void (*handler)(size_t)) {
     atomic_store(&oom_handler, handler ? handler : default_oom_handler);
@@ -77,23 +79,23 @@ size_t zmalloc_get_memory_limit(void) {
     return atomic_load(&memory_limit);
 }
 
-/* Would `extra` more bytes keep the total within the limit? Exact for the
- * calling thread's own allocations; other threads' allocations since this
- * thread's last exact reading are unknown, and each thread re-reads after
- * ZMALLOC_LIMIT_SLACK allocated bytes, hence the bound in zmalloc.h. */
+/* Would `extra` more bytes keep the total within the limit? The estimate
+ * is the last exact reading plus what this thread was admitted since (its
+ * own frees since are ignored, which only errs high and forces an exact
+ * re-read). Other threads' allocations since this thread's last exact
+ * reading are unknown, and each thread re-reads after ZMALLOC_LIMIT_SLACK
+ * admitted bytes, hence the bound in zmalloc.h. */
 static int limit_admits(size_t limit, size_t extra) {
-    zm_account *a = &zm_thread_account;
-    long long own = atomic_load_explicit(&a->used, memory_order_relaxed);
-    long long estimate = total_at_check + (own - own_at_check);
-    if (a->since_limit_check + extra >= ZMALLOC_LIMIT_SLACK || a->state != ZM_ACCT_LIVE ||
+    long long estimate = total_at_check + (long long)since_limit_check;
+    if (!limit_checked || since_limit_check + extra >= ZMALLOC_LIMIT_SLACK ||
         estimate + (long long)extra > (long long)limit) {
         total_at_check = zm_account_total();
-        own_at_check = atomic_load_explicit(&a->used, memory_order_relaxed);
-        a->since_limit_check = 0;
+        since_limit_check = 0;
+        limit_checked = 1;
         estimate = total_at_check;
     }
     if (estimate + (long long)extra > (long long)limit) return 0;
-    a->since_limit_check += extra;
+    since_limit_check += extra;
     return 1;
 }
 
