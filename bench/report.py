@@ -226,17 +226,23 @@ def verdict_table(res, rows):
 
 
 def losses_list(res, rows):
+    """One line per (subject, workload) that misses a per-workload target,
+    worst first: what it misses and by how much."""
     ls = verdicts.losses(rows)
     if not ls:
         return "No case misses a per-workload target in this run (suspicious: check the workloads)."
+    groups = {}
+    for c in ls:
+        groups.setdefault((c["subject"], c["workload"], c["threads"]), []).append(c)
     out = []
-    for c in sorted(ls, key=lambda c: -c["ratio"]):
-        t = c["target"]
-        what = {"speed-best-peer": "slower than", "speed-glibc": "slower than",
-                "rss-lowest": "peak RSS over"}.get(t["id"], "misses vs")
-        out.append(f"- {c['subject']} on {case_name(res, c['workload'], c['threads'])}: {c['ratio']:.2f}x, "
-                   f"{what} {c['ref']} ({fmt(c['metric'], c['value'])} against {fmt(c['metric'], c['ref_value'])}; "
-                   f"target {t['op']} {t['threshold']:g}x)")
+    for (subject, w, t), cs in sorted(groups.items(), key=lambda kv: -max(c["ratio"] for c in kv[1])):
+        parts = []
+        for c in sorted(cs, key=lambda c: -c["ratio"]):
+            what = "peak RSS" if c["metric"] == "peak_rss" else "time"
+            parts.append(f"{what} {c['ratio']:.2f}x {c['ref']}'s ({fmt(c['metric'], c['value'])} against "
+                         f"{fmt(c['metric'], c['ref_value'])}, target {c['target']['op']} "
+                         f"{c['target']['threshold']:g}x)")
+        out.append(f"- {subject} on {case_name(res, w, t)}: " + "; ".join(parts))
     return "\n".join(out)
 
 
