@@ -163,12 +163,6 @@ static inline size_t rnd_range(rng *r, size_t lo, size_t hi) { /* [lo, hi] */
     return lo + (size_t)(rnd(r) % (hi - lo + 1));
 }
 
-/* Log-uniform in [lo, hi]: as many 4-8 KiB blocks as 2-4 MiB ones. */
-static inline size_t rnd_log(rng *r, size_t lo, size_t hi) {
-    double u = (double)(rnd(r) >> 11) * (1.0 / 9007199254740992.0);
-    return (size_t)((double)lo * exp(u * log((double)hi / (double)lo)));
-}
-
 /* Small-object size mix shared by the churn-style workloads: mostly
  * 16-128 bytes, a quarter up to 1 KiB. */
 static inline size_t small_size(rng *r) {
@@ -418,6 +412,12 @@ static void wl_prodcon(int threads, double scale) {
  * figures, usable sizes): not in the malloc build.
  * ===================================================================== */
 #if !ZMB_MALLOC
+
+/* Log-uniform in [lo, hi]: as many 4-8 KiB blocks as 2-4 MiB ones. */
+static size_t rnd_log(rng *r, size_t lo, size_t hi) {
+    double u = (double)(rnd(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (size_t)((double)lo * exp(u * log((double)hi / (double)lo)));
+}
 
 /* Allocator figures, as Redis's INFO memory shows them. */
 static void allocator_metrics(void) {
