@@ -14,9 +14,12 @@ import os
 
 
 def save(doc, out):
+    # The metadata pretty-printed, then one result row per line: small,
+    # and a new run's diff reads row by row.
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+        f.write('{"meta": ' + json.dumps(doc["meta"], indent=1) + ',\n "results": [\n')
+        f.write(",\n".join("  " + json.dumps(r, separators=(",", ":")) for r in doc["results"]))
+        f.write("\n ]\n}\n")
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "threads", "variant", "metric", "median", "min", "max", "runs"])

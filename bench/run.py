@@ -206,7 +206,7 @@ def main():
                 if err:
                     errors.append(f"{v['name']} {w['name']} t={t} rep {rep + 1}: {err}")
                     continue
-                libs[v["name"]] = res.get("lib", "")
+                libs[v["name"]] = res.get("lib", "").replace(ROOT + os.sep, "")
                 raw.setdefault((w["name"], t, v["name"]), []).append(res["m"])
     prog.end()
     for e in errors:
