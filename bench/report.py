@@ -204,7 +204,8 @@ def measured(res, row):
     if row["verdict"] == "n/a":
         return row.get("why", "")
     if tgt["aggregate"] == "geomean":
-        return f"{row['value']:.2f}x over {len(row['cases'])} workloads"
+        n = len(row["cases"])
+        return f"{row['value']:.2f}x over {n} case{'s' if n > 1 else ''}"
     c = row["worst"]
     where = case_name(res, c["workload"], c["threads"]) if c["workload"] != "callgrind" else ""
     if tgt.get("ref") is None:
