@@ -252,7 +252,10 @@ def losses_list(res, rows):
 def machine_lines(res):
     m = res.meta
     la0, la1 = m.get("loadavg_start"), m.get("loadavg_end")
-    load = (f"load average {la0[0]:.2f} at the start, {la1[0]:.2f} at the end" if la0 and la1 else "load unknown")
+    load = (f"1-minute load average {la0[0]:.2f} at the start, {la1[0]:.2f} at the end" if la0 and la1 else "load unknown")
+    if m.get("loadavg_during"):
+        lo, med, hi = m["loadavg_during"]
+        load += f" (min {lo:.1f}, median {med:.1f}, max {hi:.1f} during the runs, on {m['cores']} cores)"
     return [f"Date: {m['date']}", f"CPU: {m['cpu']}, {m['cores']} cores; Linux {m['kernel']}",
             f"Run: `{m['command']}` at {m.get('git', '?')}, median of {m['reps']} interleaved repetitions, "
             f"scale {m['scale']:g}, {m['seconds']:.0f} s of runs; {load}"]

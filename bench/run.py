@@ -195,8 +195,10 @@ def main():
     raw, libs, errors = {}, {}, []
     load0 = loadavg()
     t_start = time.time()
+    load_seen = []
     for rep in range(reps):
         for w, t in plan:
+            load_seen.append((loadavg() or [0])[0])
             vs = [v for v in variants if runs_case(v, w, t)]
             k = rep % len(vs)
             for v in vs[k:] + vs[:k]:
@@ -241,6 +243,7 @@ def main():
             "seconds": round(time.time() - t_start, 1),
             "loadavg_start": load0,
             "loadavg_end": loadavg(),
+            "loadavg_during": [min(load_seen), statistics.median(load_seen), max(load_seen)] if load_seen else None,
             "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                                   text=True).stdout.strip(),
             "variants": [{k: v.get(k) for k in ("name", "mode", "backend", "build", "env", "only", "cost_of",
