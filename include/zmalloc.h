@@ -130,23 +130,35 @@ size_t zmalloc_get_memory_size(void);
  *   retained   bytes mapped but returned to the OS (may be NULL)
  *   muzzy      bytes released lazily, still counted in RSS (may be NULL)
  *   frag_smallbins_bytes  free bytes inside partly used small-object slabs
- * Per backend:
- *   pool      all six from its own counters.
+ * No figure is clamped to fit the others: where a backend cannot measure
+ * one exactly, the text below says what it is instead. Per backend:
+ *   pool      all six from its own counters (src/pool/stats.c says which).
  *   jemalloc  stats.allocated/active/resident/retained, arena muzzy pages,
  *             small-bin free regions; refreshed through "epoch".
- *   tcmalloc  generic.current_allocated_bytes; active = heap_size - pageheap
- *             free - unmapped; resident = heap_size - unmapped; retained =
- *             pageheap_unmapped_bytes; muzzy 0 (tcmalloc releases with
- *             MADV_DONTNEED, nothing is lazy); frag_smallbins = central +
- *             transfer + thread cache free bytes.
- *   mimalloc  allocated from zmalloc's own accounting plus mimalloc's
- *             process stats (committed, current RSS) for active/resident;
- *             retained = reserved - committed; muzzy 0; frag_smallbins =
- *             active - allocated (mimalloc 2.0 exposes no per-bin figure).
- *   libc      mallinfo2: allocated = uordblks + hblkhd, active = allocated +
- *             fordblks - releasable top (keepcost), resident = arena + hblkhd,
- *             retained 0 (glibc unmaps what it releases), muzzy 0,
- *             frag_smallbins = fordblks - keepcost.
+ *   tcmalloc  allocated = generic.current_allocated_bytes; resident =
+ *             heap_size - pageheap_unmapped (mapped and not released: pages
+ *             never touched count too); active = resident - pageheap free
+ *             (spans handed out: live blocks plus cache free lists);
+ *             retained = pageheap_unmapped_bytes; muzzy 0 (tcmalloc releases
+ *             with MADV_DONTNEED, nothing is lazy); frag_smallbins = central
+ *             + transfer + thread cache free bytes.
+ *   mimalloc  mimalloc 2.0 release builds count no allocated bytes for the
+ *             process, and a heap can be walked only by its own thread, so
+ *             allocated (live blocks x block size), active (the initialised
+ *             part of pages holding a live block) and frag_smallbins
+ *             (active - allocated) are those of the CALLING THREAD's heap
+ *             (mi_heap_visit_blocks: exact there; blocks owned by other
+ *             threads are not seen). resident is mimalloc's process-wide
+ *             committed bytes (its own RSS figure is the same number; pages
+ *             committed but never touched count). retained 0 (mimalloc 2.0
+ *             does not report its reserve), muzzy 0.
+ *   libc      mallinfo2: allocated = uordblks + hblkhd (chunks in use, with
+ *             their 8-byte headers), active = allocated + fordblks - keepcost
+ *             (everything below the trimmable top), resident = arena +
+ *             hblkhd: what the arenas hold, an upper bound (glibc cannot
+ *             tell which pages are resident: pages malloc_trim released
+ *             inside an arena still count), retained 0 (glibc unmaps what
+ *             it releases), muzzy 0, frag_smallbins = fordblks - keepcost.
  * refresh_stats asks to refresh cached statistics first (jemalloc epoch). */
 #if defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 74
 /* The library exports this form as zmalloc_get_allocator_info_v70. */
@@ -231,7 +243,11 @@ long long zmalloc_get_option(const char *name);
  * "jemalloc-5.3.0", "libc-2.36 (size prefix)". */
 const char *zmalloc_backend(void);
 
-/* Extension: return free memory to the OS on any backend; 0 on success. */
+/* Extension: return free memory to the OS on any backend; 0 on success.
+ * One limit measured (tests/test_stats.c): on mimalloc 2.0 free pages inside
+ * a segment that still holds a live block are given back only on
+ * mimalloc's own decommit schedule, not by the forced collect this does
+ * (whole free segments do go back). */
 int zmalloc_purge(void);
 
 /* Extension: the memory limit of the cgroup this process runs in (v2

@@ -64,15 +64,18 @@ void zm_be_free(void *ptr, size_t usable) {
 void zm_be_get_stats(int refresh, zm_be_stats *out) {
     (void)refresh;
     struct mallinfo2 mi = mallinfo2();
-    /* uordblks: in-use bytes of the main and other arenas; hblkhd: mmapped
-     * chunks. fordblks: free bytes in the arenas, of which keepcost sits at
-     * the top of the main arena and can be trimmed. glibc unmaps what it
-     * releases, so nothing is retained or lazily freed. */
+    /* uordblks: bytes of chunks in use in all arenas (8-byte headers
+     * included); hblkhd: mmapped chunks; arena: bytes the arenas got from
+     * the OS (sbrk/mmap), = uordblks + fordblks; keepcost: the top chunk of
+     * the main arena, which free() trims. glibc cannot say which of its
+     * pages are resident: free pages malloc_trim released with
+     * MADV_DONTNEED still count in arena, so `resident` is what the arenas
+     * hold, an upper bound. glibc unmaps what it releases otherwise, so
+     * nothing is retained or lazily freed. */
     out->allocated = mi.uordblks + mi.hblkhd;
-    out->frag_smallbins = mi.fordblks > mi.keepcost ? mi.fordblks - mi.keepcost : 0;
+    out->frag_smallbins = mi.fordblks - mi.keepcost; /* keepcost is part of fordblks */
     out->active = out->allocated + out->frag_smallbins;
     out->resident = mi.arena + mi.hblkhd;
-    if (out->resident < out->active) out->resident = out->active;
     out->retained = 0;
     out->muzzy = 0;
 }

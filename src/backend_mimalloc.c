@@ -1,15 +1,20 @@
 /* backend_mimalloc.c: Debian's libmimalloc.
  *
- * mi_good_size() gives the usable size from the size class without a
- * lookup; mi_free_size() frees. mimalloc 2.0 keeps no process-wide count of
- * allocated bytes in release builds, so `allocated` is zmalloc's own exact
- * accounting (blocks allocated through zmalloc) and the page-level figures
- * come from mi_process_info (committed memory, RSS); see include/zmalloc.h.
+ * Every call uses mimalloc's own mi_* names, so blocks come from mimalloc
+ * however the program links (libmimalloc also defines malloc, which a
+ * program may or may not bind to). The usable size is mi_usable_size.
+ *
+ * Statistics are mimalloc's own, never zmalloc's accounting. mimalloc 2.0
+ * release builds keep no process-wide count of allocated bytes, and a heap
+ * can be walked only by the thread that owns it, so the block figures are
+ * those of the calling thread's heap (mi_heap_visit_blocks over its pages:
+ * exact there, blocks other threads own are not seen); the memory figure
+ * is mimalloc's process-wide committed count (mi_process_info). See
+ * include/zmalloc.h for the mapping.
  */
 #include <errno.h>
 #include <mimalloc.h>
 
-#include "account.h"
 #include "backend.h"
 
 void *zm_be_malloc(size_t size, size_t *usable) {
@@ -45,21 +50,43 @@ void zm_be_free(void *ptr, size_t usable) {
     mi_free(ptr);
 }
 
+typedef struct heap_sums {
+    size_t allocated; /* live blocks x block size                        */
+    size_t active;    /* initialised part of pages with a live block     */
+} heap_sums;
+
+/* Called once per page of the heap (visit_all_blocks false: block NULL). */
+static bool add_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block,
+                     size_t block_size, void *arg) {
+    (void)heap, (void)block, (void)block_size;
+    heap_sums *s = arg;
+    if (area->used) {
+        s->allocated += area->used * area->block_size;
+        s->active += area->committed;
+    }
+    return true;
+}
+
 void zm_be_get_stats(int refresh, zm_be_stats *out) {
     size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
+    /* Collect first so blocks other threads freed into our pages are seen
+     * as free. */
     if (refresh) mi_collect(false);
+    heap_sums s = {0, 0};
+    mi_heap_visit_blocks(mi_heap_get_default(), false, add_area, &s);
     mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
-    long long used = zm_account_total();
-    out->allocated = used > 0 ? (size_t)used : 0;
-    out->active = commit > out->allocated ? commit : out->allocated;
-    out->resident = rss > out->active ? out->active : rss;
-    if (out->resident < out->allocated) out->resident = out->allocated;
+    out->allocated = s.allocated;
+    out->active = s.active;
+    out->resident = commit;
     out->retained = 0;
     out->muzzy = 0;
-    out->frag_smallbins = out->active - out->allocated;
+    out->frag_smallbins = s.active - s.allocated;
 }
 
 int zm_be_purge(void) {
+    /* Gives back whole free segments; free pages inside a segment that
+     * still holds a live block follow mimalloc's own decommit schedule
+     * (zmalloc.h, zmalloc_purge). */
     mi_collect(true);
     return 0;
 }

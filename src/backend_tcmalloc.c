@@ -69,8 +69,6 @@ void zm_be_get_stats(int refresh, zm_be_stats *out) {
     out->frag_smallbins = property("tcmalloc.central_cache_free_bytes") +
                           property("tcmalloc.transfer_cache_free_bytes") +
                           property("tcmalloc.thread_cache_free_bytes");
-    if (out->active < out->allocated) out->active = out->allocated;
-    if (out->resident < out->active) out->resident = out->active;
 }
 
 int zm_be_purge(void) {

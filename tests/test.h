@@ -116,4 +116,113 @@ static inline int expect_death(void (*fn)(void *), void *arg, const char *needle
     return died && matched;
 }
 
+/* A strict JSON syntax check (RFC 8259: one value, optional surrounding
+ * whitespace), so tests of JSON output need no outside tool. Returns 1 when
+ * s[0..n) is exactly one valid JSON value. */
+typedef struct json_cursor {
+    const char *p, *end;
+    int depth;
+} json_cursor;
+static inline void json_ws(json_cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+static inline int json_lit(json_cursor *c, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return 0;
+    c->p += n;
+    return 1;
+}
+static inline int json_digits(json_cursor *c) {
+    const char *start = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
+    return c->p > start;
+}
+static inline int json_string(json_cursor *c) {
+    if (c->p >= c->end || *c->p != '"') return 0;
+    for (c->p++; c->p < c->end; c->p++) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"') {
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20) return 0;
+        if (ch == '\\') {
+            if (++c->p >= c->end) return 0;
+            if (*c->p == 'u') {
+                for (int i = 0; i < 4; i++) {
+                    if (++c->p >= c->end) return 0;
+                    char h = *c->p;
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F')))
+                        return 0;
+                }
+            } else if (!strchr("\"\\/bfnrt", *c->p)) {
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+static inline int json_value(json_cursor *c) {
+    json_ws(c);
+    if (c->p >= c->end || ++c->depth > 64) return 0;
+    int ok = 0;
+    char ch = *c->p;
+    if (ch == '{' || ch == '[') {
+        char close = ch == '{' ? '}' : ']';
+        c->p++;
+        json_ws(c);
+        if (c->p < c->end && *c->p == close) {
+            c->p++;
+            ok = 1;
+        } else {
+            for (;;) {
+                if (ch == '{') {
+                    json_ws(c);
+                    if (!json_string(c)) break;
+                    json_ws(c);
+                    if (c->p >= c->end || *c->p++ != ':') break;
+                }
+                if (!json_value(c)) break;
+                json_ws(c);
+                if (c->p < c->end && *c->p == ',') {
+                    c->p++;
+                    continue;
+                }
+                if (c->p < c->end && *c->p == close) {
+                    c->p++;
+                    ok = 1;
+                }
+                break;
+            }
+        }
+    } else if (ch == '"') {
+        ok = json_string(c);
+    } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+        if (*c->p == '-') c->p++;
+        if (c->p < c->end && *c->p == '0') c->p++;
+        else if (!json_digits(c)) return 0;
+        ok = 1;
+        if (c->p < c->end && *c->p == '.') {
+            c->p++;
+            ok = json_digits(c);
+        }
+        if (ok && c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+            c->p++;
+            if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
+            ok = json_digits(c);
+        }
+    } else {
+        ok = json_lit(c, "true") || json_lit(c, "false") || json_lit(c, "null");
+    }
+    c->depth--;
+    return ok;
+}
+static inline int json_is_valid(const char *s, size_t n) {
+    json_cursor c = {s, s + n, 0};
+    if (!json_value(&c)) return 0;
+    json_ws(&c);
+    return c.p == c.end;
+}
+
 #endif

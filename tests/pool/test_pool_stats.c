@@ -1,19 +1,12 @@
 /* test_pool_stats.c: the statistics keep allocated <= active <= resident,
- * move with allocations, and zmalloc_print_stats prints a per-class table
- * as text and valid JSON (checked with python3 -m json.tool when it is
- * installed). */
+ * move with allocations (frag_smallbins grows by the blocks freed inside
+ * pages that stay in use), and zmalloc_print_stats prints a per-class table
+ * as text and valid JSON (test.h's json_is_valid: no outside tool). */
 #include <stdint.h>
 
 #include "backend.h"
 #include "test.h"
 #include "zmalloc.h"
-
-static int json_valid(const char *path) {
-    if (system("command -v python3 >/dev/null 2>&1") != 0) return -1;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "python3 -m json.tool %s >/dev/null", path);
-    return system(cmd) == 0;
-}
 
 int main(void) {
     size_t a0, act0, r0, ret0, m0, f0;
@@ -26,9 +19,18 @@ int main(void) {
     zmalloc_get_allocator_info_full(1, &a1, &act1, &r1, &ret1, &m1, &f1);
     CHECK(a1 >= a0 + 1000 * 48 + (3 << 20));
     CHECK(a1 <= act1 && act1 <= r1);
-    CHECK(m1 == 0);
-    CHECK(f1 == act1 - a1);
-    /* Text: the 48-byte class row shows our 1000 blocks (or more). */
+    /* Free every other 48-byte block: their pages stay in use (the other
+     * half is live), so the free bytes inside partly used pages grow by at
+     * least what was freed. */
+    for (int i = 0; i < 1000; i += 2) {
+        zfree(v[i]);
+        v[i] = NULL;
+    }
+    size_t a1h, act1h, r1h, ret1h, m1h, f1h;
+    zmalloc_get_allocator_info_full(1, &a1h, &act1h, &r1h, &ret1h, &m1h, &f1h);
+    CHECK(f1h >= f1 + 500 * 48);
+    CHECK_EQ_SIZE(a1 - a1h, 500 * 48);
+    /* Text: the 48-byte class row shows our 500 live blocks (or more). */
     char path[] = "/tmp/zm_pool_stats_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
@@ -43,7 +45,7 @@ int main(void) {
         size_t cls;
         long blocks, pages;
         if (sscanf(line, " %zu %ld %ld", &cls, &blocks, &pages) == 3 && cls == 48 &&
-            blocks >= 1000 && pages >= 1)
+            blocks >= 500 && pages >= 1)
             saw_48 = 1;
     }
     CHECK(saw_header);
@@ -64,11 +66,10 @@ int main(void) {
     fclose(f);
     CHECK(strstr(buf, "\"classes\":[") != NULL);
     CHECK(strstr(buf, "\"size\":48,") != NULL);
-    int valid = json_valid(path);
-    CHECK(valid != 0);
-    if (valid < 0) fprintf(stderr, "python3 missing: JSON syntax not checked\n");
+    CHECK(n > 0 && n < sizeof buf - 1);
+    CHECK(json_is_valid(buf, n));
     unlink(path);
-    for (int i = 0; i < 1000; i++) zfree(v[i]);
+    for (int i = 0; i < 1000; i++) zfree(v[i]); /* the freed ones are NULL */
     zfree(big);
     size_t a2, act2, r2, ret2, m2, f2;
     zmalloc_get_allocator_info_full(1, &a2, &act2, &r2, &ret2, &m2, &f2);
