@@ -110,7 +110,7 @@ def summary_table(res, metric):
         for name, x in (("pool", p), ("zm:pool", zp)):
             if x and b:
                 rel[name].append(x / b)
-        rows.append([case_name(res, w, t) + ("" if m in ("seconds", "peak_rss") else f" ({label(m)})")] +
+        rows.append([case_name(res, w, t) + ("" if m in ("seconds", "peak_rss", "cpu_seconds") else f" ({label(m)})")] +
                     [fmt(m, res.get(w, t, v, m)) for v in cols] +
                     [ratio(p, b), ratio(zp, b), ratio(p, g), ratio(zp, g)])
     gm = ["geomean"] + [""] * len(cols) + [f"{geomean(rel['pool']):.2f}x" if rel["pool"] else "-",
@@ -267,6 +267,8 @@ def text_report(doc):
     rows = verdicts.check(res, tg)
     out = ["zmalloc bench: " + "; ".join(machine_lines(res)), ""]
     out += ["time (every workload run both ways):", text(*summary_table(res, "time")), ""]
+    out += ["CPU time of the process (user+system; less disturbed by load than the wall time):",
+            text(*summary_table(res, "cpu_seconds")), ""]
     out += ["peak RSS:", text(*summary_table(res, "peak_rss")), ""]
     for w in res.workloads():
         if set(w["modes"]) == {"api", "malloc"} and w["name"] != "fastpath":
@@ -312,6 +314,7 @@ def blocks(doc, results_dir, charts_dir, md_dir):
          ("\n- Skipped: " + "; ".join(m["skipped"]) if m.get("skipped") else "") +
          ("\n- Failed runs: " + "; ".join(m["errors"]) if m.get("errors") else "")}
     b["summary-time"] = md(*summary_table(res, "time"))
+    b["summary-cpu"] = md(*summary_table(res, "cpu_seconds"))
     b["summary-rss"] = md(*summary_table(res, "peak_rss"))
     b["losses"] = losses_list(res, rows)
     b["targets"] = md(*verdict_table(res, rows))

@@ -23,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,16 +114,33 @@ def run_env(v):
 
 
 def run_one(v, workload, threads, scale, timeout):
+    """One zmbench process: its result line, plus cpu_seconds (user +
+    system time of the whole process, which waiting for a CPU on a loaded
+    machine does not inflate the way it does wall time)."""
     cmd = [v["exe"], "-w", workload, "-t", str(threads), "-s", f"{scale:g}"]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env(v))
-    except subprocess.TimeoutExpired:
-        return None, f"timeout after {timeout}s"
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=run_env(v))
+        deadline = time.time() + timeout
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.time() > deadline:
+                p.kill()
+                os.wait4(p.pid, 0)
+                return None, f"timeout after {timeout}s"
+            time.sleep(0.002)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if p.returncode != 0:
-        return None, f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
-    for line in p.stdout.splitlines():
+        return None, f"exit {p.returncode}: {stderr.strip()[-300:]}"
+    for line in stdout.splitlines():
         if line.startswith("{"):
-            return json.loads(line), None
+            res = json.loads(line)
+            res["m"]["cpu_seconds"] = ru.ru_utime + ru.ru_stime
+            return res, None
     return None, "no result line"
 
 
