@@ -11,6 +11,7 @@
 #   make bench-preload   real programs under LD_PRELOAD; make bench-redis: Redis
 #   make install PREFIX=/usr/local MALLOC=pool
 #   make redis-check     a real Redis on zmalloc, with Redis's own tests
+#   make soak            long randomised run on every backend (not in CI)
 MALLOC ?= pool
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -18,7 +19,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 # Benchmark and test knobs given on the command line reach the scripts;
 # only those that are set (an exported empty value would read as "set").
-KNOBS := QUICK FULL BACKENDS VARIANTS WORKLOADS THREADS ZMALLOC_NO_INSTALL \
+KNOBS := SOAK_ARGS QUICK FULL BACKENDS VARIANTS WORKLOADS THREADS ZMALLOC_NO_INSTALL \
          REPS SCALE CALLGRIND
 $(foreach v,$(KNOBS),$(if $(filter command line environment,$(origin $v)),$(eval export $v)))
 
@@ -70,6 +71,9 @@ bench-redis: deps
 
 install: lib
 	cmake --install $(BUILD)/$(VARIANT) --prefix $(PREFIX)
+
+soak: deps
+	@bash tests/soak/run.sh
 
 redis-check: deps
 	@bash tests/redis/check.sh

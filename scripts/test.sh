@@ -62,9 +62,9 @@ done
 # Sanitizer builds: ASan+UBSan on libc (and pool when built), TSan on the
 # threaded tests of the default backend.
 run_suite asan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=address,undefined
-run_suite tsan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=thread -- -R "account|limits"
+run_suite tsan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=thread -- -R "account|limits|soak"
 if [[ " ${backends[*]} " == *" pool "* ]]; then
-  run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|limits|thread|remote|fork|churn"
+  run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|limits|thread|remote|fork|churn|soak"
 fi
 # valgrind memcheck over the libc build's tests (it replaces glibc malloc
 # and checks every access of the front end and the tests).
