@@ -9,12 +9,57 @@
  * jemalloc|tcmalloc|mimalloc) and recorded in zmalloc_config.h, which is
  * installed next to this header.
  *
- * Redis API versions. Redis 7.4 and later declare the seven-argument
- * zmalloc_get_allocator_info() and the *_with_flags entries; 7.0 and 7.2 (and
- * Valkey) declare the three-argument form and `int jemalloc_purge()`. This
- * header serves the newest form by default. Define ZMALLOC_REDIS_API=70
- * (before including it, or with -DZMALLOC_REDIS_API=70) to get the 7.0/7.2
- * declarations instead; the library exports both, nothing else differs.
+ * Server API versions: ZMALLOC_SERVER_API. Redis and Valkey changed a few
+ * declarations between releases, in ways that cannot coexist in one header
+ * (zmalloc_get_allocator_info has 3, 5, 6 or 7 arguments; zmadvise_dontneed
+ * 1 or 2). One macro picks the form; define it before including this header
+ * (or pass -DZMALLOC_SERVER_API=<value>). Its values, one per server family
+ * and version whose header differs (Redis: 10 * major + minor; Valkey: 100 +
+ * 10 * major + minor):
+ *
+ *   ZMALLOC_API_REDIS_70   70   Redis 7.0-7.2 and Valkey 7.2: three-argument
+ *                               zmalloc_get_allocator_info(&allocated,
+ *                               &active, &resident)
+ *   ZMALLOC_API_REDIS_74   74   Redis 7.4: the seven-argument form (refresh,
+ *                               ..., frag_smallbins_bytes), *_with_flags on
+ *                               the jemalloc backend
+ *   ZMALLOC_API_REDIS_8    80   Redis 8.x (the default): 7.4's forms; 8.x's
+ *                               additions zrealloc_usable2,
+ *                               ztryrealloc_usable2, zstrdup_usable and
+ *                               zfree_with_size are declared for every value
+ *   ZMALLOC_API_VALKEY_80  180  Valkey 8.0: six-argument form (no refresh
+ *                               flag); zfree_with_size, zlibc_trim
+ *   ZMALLOC_API_VALKEY_91  191  Valkey 9.1: five-argument form (allocated,
+ *                               active, resident, retained, muzzy);
+ *                               zmadvise_dontneed(ptr, size_hint),
+ *                               zmadvise_dontneed_range,
+ *                               zmalloc_cache_aligned. Valkey 8.1 and 9.0
+ *                               are between 8.0 and 9.1; neither is built
+ *                               here, so take the value whose declarations
+ *                               match their src/zmalloc.h.
+ *
+ * Why the default is Redis 8.x and not Valkey 9.1, the newest release of
+ * the two: the families' newest forms conflict (seven against five
+ * arguments, one against two), so only one family can be served without the
+ * macro. Redis 8.x's header is a superset of Redis 7.4's, the form this
+ * header has always served by default, so no code written against this
+ * header breaks; Valkey builds already need a build flag of their own
+ * (tests/redis/check.sh passes the value for each server it builds).
+ * ZMALLOC_REDIS_API=70/74, the older name of this macro, is still read when
+ * ZMALLOC_SERVER_API is not defined (the values are the same).
+ *
+ * The library exports every form whatever the value: the non-default ones
+ * under a name of their own (zmalloc_get_allocator_info_v70, _valkey80,
+ * _valkey91; zmadvise_dontneed_hint) that the header maps the server's name
+ * to. Names that do not conflict (zfree_with_size, zlibc_trim, zstrdup_usable,
+ * zmalloc_cache_aligned, ...) are declared for every value.
+ *
+ * Exported names never clash with other libraries': zlib defines its own
+ * zcalloc, so the library exports zcalloc as zmalloc_calloc and this header
+ * maps the name (#define zcalloc zmalloc_calloc); code calls zcalloc as
+ * before. Valkey 8.1+ names the four allocation calls valkey_malloc,
+ * valkey_calloc, valkey_realloc and valkey_free (its deps/hdr_histogram
+ * declares them itself): the library exports them too.
  *
  * Deliberate difference from Redis: a ztryrealloc()/ztryrealloc_usable()
  * that fails (including the SIZE_MAX/2 guard) leaves the original block
@@ -32,6 +77,33 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The server API values (see the head of this file) and the one in force. */
+#define ZMALLOC_API_REDIS_70 70
+#define ZMALLOC_API_REDIS_74 74
+#define ZMALLOC_API_REDIS_8 80
+#define ZMALLOC_API_VALKEY_80 180
+#define ZMALLOC_API_VALKEY_91 191
+#ifndef ZMALLOC_SERVER_API
+#if defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 74
+#define ZMALLOC_SERVER_API ZMALLOC_API_REDIS_70
+#elif defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 80
+#define ZMALLOC_SERVER_API ZMALLOC_API_REDIS_74
+#else
+#define ZMALLOC_SERVER_API ZMALLOC_API_REDIS_8
+#endif
+#endif
+#if ZMALLOC_SERVER_API != ZMALLOC_API_REDIS_70 && ZMALLOC_SERVER_API != ZMALLOC_API_REDIS_74 && \
+    ZMALLOC_SERVER_API != ZMALLOC_API_REDIS_8 && ZMALLOC_SERVER_API != ZMALLOC_API_VALKEY_80 &&   \
+    ZMALLOC_SERVER_API != ZMALLOC_API_VALKEY_91
+#error "ZMALLOC_SERVER_API: use 70, 74, 80 (Redis 7.0, 7.4, 8.x), 180 or 191 (Valkey 8.0, 9.1)"
+#endif
+/* 1 for the Valkey values, whose forms differ from Redis's. */
+#define ZMALLOC_API_IS_VALKEY (ZMALLOC_SERVER_API >= 100)
+
+/* zlib defines a zcalloc of its own (static zlib in the same link fails
+ * with a duplicate symbol): the library exports ours as zmalloc_calloc. */
+#define zcalloc zmalloc_calloc
 
 /* Two-step stringification; Redis's header defines these and other Redis
  * files use them. */
@@ -99,6 +171,29 @@ void zfree_usable(void *ptr, size_t *usable);
 
 __attribute__((malloc)) char *zstrdup(const char *s);
 
+/* Redis 8.x and Valkey 8.0+. zfree_with_size frees a block whose usable
+ * size the caller knows (size == zmalloc_usable_size(ptr)); the size is
+ * only a hint, the block is freed as zfree would. The *_usable2 forms of
+ * realloc also store the usable size of the old block in *old_usable (when
+ * non-NULL; 0 when ptr is NULL), so the caller can account for the
+ * difference without asking twice. zstrdup_usable stores the usable size
+ * of the copy in *usable. */
+void zfree_with_size(void *ptr, size_t size);
+__attribute__((alloc_size(2), noinline)) void *zrealloc_usable2(void *ptr, size_t size,
+                                                                size_t *usable,
+                                                                size_t *old_usable);
+__attribute__((alloc_size(2), noinline)) void *ztryrealloc_usable2(void *ptr, size_t size,
+                                                                   size_t *usable,
+                                                                   size_t *old_usable);
+__attribute__((malloc)) char *zstrdup_usable(const char *s, size_t *usable);
+/* Valkey 9.1: a block aligned to a cache line (64 bytes), freed with zfree. */
+__attribute__((malloc, alloc_size(1), noinline)) void *zmalloc_cache_aligned(size_t size);
+/* Valkey 8.1+'s names of zmalloc, zcalloc, zrealloc and zfree. */
+__attribute__((malloc, alloc_size(1), noinline)) void *valkey_malloc(size_t size);
+__attribute__((malloc, alloc_size(1), noinline)) void *valkey_calloc(size_t size);
+__attribute__((alloc_size(2), noinline)) void *valkey_realloc(void *ptr, size_t size);
+void valkey_free(void *ptr);
+
 /* Accounting. Bytes currently allocated through zmalloc: the sum of the
  * usable sizes of live blocks (plus the prefix on the prefix path). Exact at
  * any quiet moment: each thread keeps its own counter on its own cache line,
@@ -160,15 +255,28 @@ size_t zmalloc_get_memory_size(void);
  *             inside an arena still count), retained 0 (glibc unmaps what
  *             it releases), muzzy 0, frag_smallbins = fordblks - keepcost.
  * refresh_stats asks to refresh cached statistics first (jemalloc epoch). */
-#if defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 74
-/* The library exports this form as zmalloc_get_allocator_info_v70. */
+#if ZMALLOC_SERVER_API == ZMALLOC_API_REDIS_70
+/* Redis 7.0-7.2: exported as zmalloc_get_allocator_info_v70. */
 #define zmalloc_get_allocator_info zmalloc_get_allocator_info_v70
-int zmalloc_get_allocator_info_v70(size_t *allocated, size_t *active, size_t *resident);
+#elif ZMALLOC_SERVER_API == ZMALLOC_API_VALKEY_80
+/* Valkey 8.0: no refresh flag (statistics are always refreshed). */
+#define zmalloc_get_allocator_info zmalloc_get_allocator_info_valkey80
+#elif ZMALLOC_SERVER_API == ZMALLOC_API_VALKEY_91
+/* Valkey 8.1+: no refresh flag, no frag_smallbins_bytes (Valkey's
+ * allocator_defrag.c asks for that figure itself). */
+#define zmalloc_get_allocator_info zmalloc_get_allocator_info_valkey91
 #else
 int zmalloc_get_allocator_info(int refresh_stats, size_t *allocated, size_t *active,
                                size_t *resident, size_t *retained, size_t *muzzy,
                                size_t *frag_smallbins_bytes);
 #endif
+/* Every form, under names that do not depend on ZMALLOC_SERVER_API. */
+int zmalloc_get_allocator_info_v70(size_t *allocated, size_t *active, size_t *resident);
+int zmalloc_get_allocator_info_valkey80(size_t *allocated, size_t *active, size_t *resident,
+                                        size_t *retained, size_t *muzzy,
+                                        size_t *frag_smallbins_bytes);
+int zmalloc_get_allocator_info_valkey91(size_t *allocated, size_t *active, size_t *resident,
+                                        size_t *retained, size_t *muzzy);
 /* Extension: the seven-argument form under a name that never changes, for
  * code that must work whatever ZMALLOC_REDIS_API it is built with. */
 int zmalloc_get_allocator_info_full(int refresh_stats, size_t *allocated, size_t *active,
@@ -187,8 +295,26 @@ int jemalloc_purge(void);
 /* Let jemalloc purge in a background thread; a no-op elsewhere. */
 void set_jemalloc_bg_thread(int enable);
 /* Tell the OS the whole pages inside block ptr are not needed (used in
- * fork children to avoid copy-on-write). NULL is a no-op. */
+ * fork children to avoid copy-on-write). NULL is a no-op. Valkey 9.1's form
+ * takes a size hint: the caller's idea of the block's size (0 = unknown);
+ * a hint below two pages (too small to hold a whole page wherever it
+ * starts) returns at once without asking the allocator.
+ * Exported as zmadvise_dontneed_hint. */
+#if ZMALLOC_SERVER_API == ZMALLOC_API_VALKEY_91
+#define zmadvise_dontneed zmadvise_dontneed_hint
+#else
 void zmadvise_dontneed(void *ptr);
+#endif
+void zmadvise_dontneed_hint(void *ptr, size_t size_hint);
+/* MADV_DONTNEED on exactly [ptr, ptr + size), which the caller has made
+ * page-aligned, inside a block it owns (Valkey 9.1 drops the pages of a
+ * big table it no longer needs, in a fork child). The pages read back as
+ * zeros. NULL or size 0 is a no-op. */
+void zmadvise_dontneed_range(void *ptr, size_t size);
+/* glibc's malloc_trim(0): give libc's own free heap memory back to the OS
+ * (Valkey calls it after freeing a Lua interpreter, which allocates with
+ * libc's malloc). A no-op without glibc. */
+void zlibc_trim(void);
 /* The C library's own free(), for memory libc allocated. */
 void zlibc_free(void *ptr);
 
@@ -210,7 +336,7 @@ __attribute__((alloc_size(2), noinline)) void *extend_to_usable(void *ptr, size_
 
 /* jemalloc-only entries: jemalloc MALLOCX_* flags pass through. Declared on
  * the jemalloc backend only, as in Redis (7.4+ API). */
-#if ZMALLOC_BACKEND_JEMALLOC && !(defined(ZMALLOC_REDIS_API) && ZMALLOC_REDIS_API < 74)
+#if ZMALLOC_BACKEND_JEMALLOC && ZMALLOC_SERVER_API >= ZMALLOC_API_REDIS_74 && !ZMALLOC_API_IS_VALKEY
 __attribute__((malloc, alloc_size(1), noinline)) void *zmalloc_with_flags(size_t size, int flags);
 __attribute__((alloc_size(2), noinline)) void *zrealloc_with_flags(void *ptr, size_t size, int flags);
 void zfree_with_flags(void *ptr, int flags);
@@ -319,7 +445,8 @@ void zmalloc_debug_site(const char *file, int line);
 #if defined(ZMALLOC_DEBUG_SITES)
 #define ZMALLOC_AT_SITE_(call) (zmalloc_debug_site(__FILE__, __LINE__), call)
 #define zmalloc(...) ZMALLOC_AT_SITE_(zmalloc(__VA_ARGS__))
-#define zcalloc(...) ZMALLOC_AT_SITE_(zcalloc(__VA_ARGS__))
+#undef zcalloc
+#define zcalloc(...) ZMALLOC_AT_SITE_(zmalloc_calloc(__VA_ARGS__))
 #define zcalloc_num(...) ZMALLOC_AT_SITE_(zcalloc_num(__VA_ARGS__))
 #define zrealloc(...) ZMALLOC_AT_SITE_(zrealloc(__VA_ARGS__))
 #define ztrymalloc(...) ZMALLOC_AT_SITE_(ztrymalloc(__VA_ARGS__))
