@@ -10,7 +10,7 @@
 #                        docs/benchmarks/results.json
 #   make bench-preload   real programs under LD_PRELOAD; make bench-redis: Redis
 #   make install PREFIX=/usr/local MALLOC=pool
-#   make redis-check     a real Redis on zmalloc, with Redis's own tests
+#   make redis-check     Redis and Valkey on zmalloc, with their own tests (ALL=1: every server)
 #   make soak            long randomised run on every backend (not in CI)
 MALLOC ?= pool
 PREFIX ?= /usr/local
@@ -20,7 +20,7 @@ CMAKE_FLAGS ?=
 # Benchmark and test knobs given on the command line reach the scripts;
 # only those that are set (an exported empty value would read as "set").
 KNOBS := SOAK_ARGS QUICK FULL BACKENDS VARIANTS WORKLOADS THREADS ZMALLOC_NO_INSTALL \
-         REPS SCALE CALLGRIND
+         REPS SCALE CALLGRIND ALL ZMALLOC_SERVER_SOURCES REDIS_CHECK_SERVERS
 $(foreach v,$(KNOBS),$(if $(filter command line environment,$(origin $v)),$(eval export $v)))
 
 ifeq ($(NO_MALLOC_USABLE_SIZE),1)

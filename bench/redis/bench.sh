@@ -81,7 +81,7 @@ for b in "${BACKENDS[@]}"; do
 done
 if [ "$need_build" = 1 ]; then
     log "building Redis on $A and $B (tests/redis/check.sh, build steps only)"
-    REDIS_CHECK_ONLY_BUILD=1 REDIS_CHECK_BACKENDS="${BACKENDS[*]}" bash "$ROOT/tests/redis/check.sh" >&2 ||
+    REDIS_CHECK_SERVERS=debian REDIS_CHECK_ONLY_BUILD=1 REDIS_CHECK_BACKENDS="${BACKENDS[*]}" bash "$ROOT/tests/redis/check.sh" >&2 ||
         die "building Redis on zmalloc failed"
 else
     log "reusing the Redis builds in $RB/tree-{$A,$B} (newer than our sources)"

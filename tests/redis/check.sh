@@ -1,48 +1,113 @@
 #!/usr/bin/env bash
-# make redis-check: build the Redis that Debian ships on zmalloc and prove it
-# works, with Redis's own test suite (issue 7).
+# make redis-check: build Redis and Valkey servers on zmalloc and prove they
+# work, each with its own test suite (issues 7 and 11).
 #
-#   1. Debian's redis source package (apt-get source, deb-src enabled in a
-#      private apt configuration under build/apt/; the system's sources lists
-#      are never touched) into build/redis/src-pkg/ (reused when present).
-#   2. Two builds of it, MALLOC=libc with src/zmalloc.c and src/zmalloc.h
-#      replaced by the thin shim in tests/redis/: one on our pool backend, one
-#      on our jemalloc backend. Only Redis make variables differ between the
-#      two: REDIS_CFLAGS (our include dir) and FINAL_LIBS (our library).
-#   3. INFO memory / MEMORY checks of a running server of each build.
-#   4. Redis's own ./runtest on the pool build, units from tests/redis/units.txt.
+# Servers (REDIS_CHECK_SERVERS, or ALL=1 for every one):
+#   debian          the Redis Debian ships (bookworm: 7.0.15), from its source
+#                   package (apt-get source through a private apt
+#                   configuration under build/apt/; the system's sources
+#                   lists are never touched), into build/redis/src-pkg/
+#   redis-7.4.1, valkey-8.0.1, valkey-9.1.0 (any <name>-<version>): the
+#                   release tarball <name>.tar.gz from the directory
+#                   ZMALLOC_SERVER_SOURCES names (default ../shared/sources
+#                   next to this checkout, when it exists), unpacked into
+#                   build/servers/src/
+# For each server:
+#   1. Builds with MALLOC=libc, src/zmalloc.c and src/zmalloc.h replaced by
+#      the thin shim in tests/redis/ (and any file of REDIS_CHECK_SHIM_DIRS
+#      that has the name of one of the server's src/ files: see
+#      apply_shims), one per backend of REDIS_CHECK_BACKENDS. Only make
+#      variables differ between builds: REDIS_CFLAGS (our include dir and
+#      the server's ZMALLOC_SERVER_API value) and FINAL_LIBS (our library).
+#   2. INFO memory / MEMORY checks of a running server of each build.
+#   3. The server's own ./runtest on the pool build, units from
+#      tests/redis/units.txt, tests skipped by name from skiptests.txt.
+# Every server runs to the end even when one fails; the script fails if any
+# did, after a summary line per server.
 #
 # Environment knobs:
+#   REDIS_CHECK_SERVERS     servers to check (default: the CI set below)
+#   ALL=1                   every server (debian redis-7.4.1 valkey-8.0.1 valkey-9.1.0)
+#   ZMALLOC_SERVER_SOURCES  directory of server tarballs
 #   ZMALLOC_NO_INSTALL=1    never apt-get install missing tools (dpkg-dev, tcl)
-#   REDIS_CHECK_BACKENDS    backends to build (default "pool jemalloc")
+#   REDIS_CHECK_BACKENDS    backends to build (default "pool jemalloc" for the
+#                           first server, "pool" for the others)
 #   REDIS_CHECK_RUNTEST     backend that runs ./runtest (default pool; "none" skips)
 #   REDIS_CHECK_UNITS       file with the unit list (default tests/redis/units.txt)
+#   REDIS_CHECK_SKIPS       file with the skipped tests (default tests/redis/skiptests.txt)
+#   REDIS_CHECK_SHIM_DIRS   extra shim directories (default tests/redis/defrag)
 #   REDIS_CHECK_CLIENTS     runtest --clients (default 2)
 #   REDIS_CHECK_SKIP_INSTALL=1  reuse build/redis/install-<backend> (no make install)
-#   REDIS_CHECK_SKIP_BUILD=1  reuse build/redis/tree-<backend> as built before
+#   REDIS_CHECK_SKIP_BUILD=1  reuse every server tree as built before (by
+#                           default a tree is reused only when its stamp, a
+#                           hash of our library, the shims and the make
+#                           command, is unchanged)
 #   REDIS_CHECK_ONLY_BUILD=1  stop after the builds (bench/redis/bench.sh uses it)
 #   REDIS_CHECK_STRICT=0    allocator figures that cannot be true (allocator_resident
 #                           above the process RSS) only warn instead of failing the
 #                           check (default 1: they fail)
 #   JOBS                    parallel make jobs (default nproc)
 #
-# Output: progress lines on stdout; logs in build/redis/logs/. Exits non-zero
-# with "redis-check: FAIL: ..." on the first failed step.
+# Trees: build/redis/tree-<backend> for debian (bench/redis/bench.sh reads
+# them), build/servers/<server>/tree-<backend> for the others. Output:
+# progress lines on stdout; logs in build/redis/logs/. Each server ends with
+# "redis-runtest[<server>]: N passed, M failed"; failures print
+# "redis-check: FAIL: ..." and the script exits non-zero.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/redis
 BUILD=$ROOT/build
 RB=$BUILD/redis
+SB=$BUILD/servers
 LOGS=$RB/logs
 APTDIR=$BUILD/apt
-BACKENDS=${REDIS_CHECK_BACKENDS:-"pool jemalloc"}
+# Servers CI checks (.ci/run: make redis-check); ALL=1 adds the others.
+CI_SERVERS="debian valkey-9.1.0"
+ALL_SERVERS="debian redis-7.4.1 valkey-8.0.1 valkey-9.1.0"
+if [ -n "${REDIS_CHECK_SERVERS:-}" ]; then
+    SERVERS=$REDIS_CHECK_SERVERS
+elif [ "${ALL:-0}" = 1 ]; then
+    SERVERS=$ALL_SERVERS
+else
+    SERVERS=$CI_SERVERS
+fi
+if [ -n "${ZMALLOC_SERVER_SOURCES:-}" ]; then
+    SOURCES_DIR=$ZMALLOC_SERVER_SOURCES
+elif [ -d "$ROOT/../shared/sources" ]; then
+    SOURCES_DIR=$(cd "$ROOT/../shared/sources" && pwd)
+else
+    SOURCES_DIR=""
+fi
 RUNTEST_BACKEND=${REDIS_CHECK_RUNTEST:-pool}
 UNITS_FILE=${REDIS_CHECK_UNITS:-$HERE/units.txt}
-SKIP_FILE=$HERE/skiptests.txt
+SKIP_FILE=${REDIS_CHECK_SKIPS:-$HERE/skiptests.txt}
+SHIM_DIRS=${REDIS_CHECK_SHIM_DIRS:-$HERE/defrag}
 CLIENTS=${REDIS_CHECK_CLIENTS:-2}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 T0=$(date +%s)
+
+# Backends built for a server: the knob, else pool and jemalloc for the
+# first server (the INFO checks of our jemalloc backend need one server
+# only) and pool for the others.
+backends_for() { # server index
+    if [ -n "${REDIS_CHECK_BACKENDS:-}" ]; then
+        echo "$REDIS_CHECK_BACKENDS"
+    elif [ "$1" = 0 ]; then
+        echo "pool jemalloc"
+    else
+        echo "pool"
+    fi
+}
+ALL_BACKENDS=""
+i=0
+for s in $SERVERS; do
+    for b in $(backends_for $i); do
+        case " $ALL_BACKENDS " in *" $b "*) ;; *) ALL_BACKENDS="$ALL_BACKENDS $b" ;; esac
+    done
+    i=$((i + 1))
+done
+BACKENDS=${ALL_BACKENDS# }
 
 log() { printf '[redis-check %s +%ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - T0))" "$*"; }
 die() {
@@ -141,8 +206,8 @@ ensure_tools() {
 }
 
 # ---------------------------------------------------------------- source
-SRC=""
-fetch_source() {
+fetch_debian_source() {
+    SRC=""
     local d
     for d in "$RB"/src-pkg/redis-*/; do
         if [ -f "$d/src/server.c" ] && [ -f "$d/debian/changelog" ] && [ -f "$d/runtest" ]; then
@@ -168,8 +233,49 @@ fetch_source() {
     log "Redis source: $SRC (Debian's quilt patches applied by dpkg-source)"
 }
 
-redis_version() {
-    sed -n 's/^#define REDIS_VERSION "\(.*\)"/\1/p' "$1/src/version.h"
+# A release tarball <server>.tar.gz from SOURCES_DIR, unpacked once into
+# build/servers/src/<server> (it unpacks into a folder named like the file).
+fetch_tarball_source() { # server
+    local name=$1 dir=$SB/src/$1
+    SRC=$dir
+    if [ -f "$dir/src/server.c" ] && [ -f "$dir/runtest" ]; then
+        log "[$name] reusing source $dir"
+        return 0
+    fi
+    [ -n "$SOURCES_DIR" ] ||
+        die "[$name] no source directory: set ZMALLOC_SERVER_SOURCES to a directory holding $name.tar.gz (no ../shared/sources next to $ROOT)"
+    local tgz=$SOURCES_DIR/$name.tar.gz
+    [ -f "$tgz" ] || die "[$name] $tgz not found (ZMALLOC_SERVER_SOURCES=$SOURCES_DIR)"
+    log "[$name] unpacking $tgz"
+    rm -rf "$SB/src.tmp" "$dir"
+    mkdir -p "$SB/src.tmp" "$SB/src"
+    tar -xzf "$tgz" -C "$SB/src.tmp" || die "[$name] cannot unpack $tgz"
+    [ -d "$SB/src.tmp/$name" ] || die "[$name] $tgz did not unpack into a folder $name/"
+    mv "$SB/src.tmp/$name" "$dir"
+    rm -rf "$SB/src.tmp"
+    [ -f "$dir/src/server.c" ] || die "[$name] $tgz holds no src/server.c"
+}
+
+# Family and version from the tree itself: Valkey defines VALKEY_VERSION
+# (its REDIS_VERSION stays at the 7.2.4 it forked from).
+server_family() {
+    if grep -q '^#define VALKEY_VERSION ' "$1/src/version.h"; then echo valkey; else echo redis; fi
+}
+server_version() {
+    local v
+    v=$(sed -n 's/^#define VALKEY_VERSION "\(.*\)"/\1/p' "$1/src/version.h")
+    [ -n "$v" ] || v=$(sed -n 's/^#define REDIS_VERSION "\(.*\)"/\1/p' "$1/src/version.h")
+    echo "$v"
+}
+# include/zmalloc.h's ZMALLOC_SERVER_API value for a family and version.
+server_api() { # family version
+    case $1:$2 in
+        redis:[0-6].* | redis:7.[0-3].* | valkey:7.*) echo 70 ;;
+        redis:7.*) echo 74 ;;
+        redis:*) echo 80 ;;
+        valkey:8.0.*) echo 180 ;;
+        valkey:*) echo 191 ;;
+    esac
 }
 
 # ---------------------------------------------------------------- zmalloc
@@ -206,57 +312,116 @@ zmalloc_link_libs() {
     echo "$out"
 }
 
-# ---------------------------------------------------------------- Redis build
-# Redis's own FINAL_LIBS for this platform (-lm -ldl -pthread -lrt on Linux).
-# A FINAL_LIBS on the make command line replaces the Makefile's, so ours is
-# that list with our library in front.
-redis_default_libs() {
-    make -s -C "$1/src" -pn MALLOC=libc USE_SYSTEMD=no BUILD_TLS=no redis-server 2>/dev/null |
+# ---------------------------------------------------------------- server build
+# The server's own FINAL_LIBS for this platform (-lm -ldl -pthread -lrt on
+# Linux). A FINAL_LIBS on the make command line replaces the Makefile's, so
+# ours is that list with our library in front. make -p prints its database
+# even for a target that does not exist, which serves Redis and Valkey alike.
+server_default_libs() {
+    make -s -C "$1/src" -pn MALLOC=libc USE_SYSTEMD=no BUILD_TLS=no zmalloc-print-database 2>/dev/null |
         sed -n 's/^FINAL_LIBS = //p' | tail -n 1
 }
 
-REDIS_MAKE_ARGS=()
-build_redis() {
-    local b=$1 prefix=$RB/install-$1 tree=$RB/tree-$1
-    local ver api deflibs
-    ver=$(redis_version "$SRC")
-    # Redis 7.0/7.2 (and Valkey) use the 7.0 API, 7.4+ the newest.
-    case $ver in
-        [0-6].* | 7.[0-3].*) api=70 ;;
-        *) api=74 ;;
-    esac
-    deflibs=$(redis_default_libs "$SRC")
+# The shims: src/zmalloc.c and src/zmalloc.h from tests/redis/, then every
+# file of the REDIS_CHECK_SHIM_DIRS directories whose name is that of a file
+# in the server's src/ (tests/redis/defrag/allocator_defrag.[ch] replace
+# Valkey 8.1+'s; servers without such a file are left as they are). A shim
+# only ever replaces a server file; nothing else in the tree changes.
+apply_shims() { # tree -> prints the replaced files
+    local tree=$1 dir f n out="zmalloc.c zmalloc.h"
+    cp "$HERE/zmalloc.c" "$HERE/zmalloc.h" "$tree/src/"
+    for dir in $SHIM_DIRS; do
+        [ -d "$dir" ] || continue
+        for f in "$dir"/*; do
+            [ -f "$f" ] || continue
+            n=$(basename "$f")
+            case $n in zmalloc.c | zmalloc.h | *.md | *.txt) continue ;; esac
+            if [ -f "$tree/src/$n" ]; then
+                cp "$f" "$tree/src/$n"
+                out="$out $n"
+            fi
+        done
+    done
+    echo "$out"
+}
+
+# CPU seconds (user + system) of this shell's waited-for children so far:
+# the build and test figures that do not depend on how loaded the machine
+# is (wall time on an idle 2-core machine is about CPU / 2 for a build).
+child_cpu() {
+    times | tail -n 1 | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] } printf "%d", n }'
+}
+
+# Binaries by what the tree built: valkey-* or redis-*.
+server_bin() { # tree tool (server, cli, benchmark)
+    if [ -x "$1/src/valkey-$2" ]; then echo "$1/src/valkey-$2"; else echo "$1/src/redis-$2"; fi
+}
+
+# Sets TREE to the server's tree for backend b and builds it there (or
+# reuses it).
+TREE=""
+build_server() { # server backend
+    local name=$1 b=$2 prefix=$RB/install-$2
+    local family ver api deflibs
+    family=$(server_family "$SRC")
+    ver=$(server_version "$SRC")
+    api=$(server_api "$family" "$ver")
+    [ -n "$api" ] || die "[$name] no ZMALLOC_SERVER_API value for $family $ver"
+    if [ "$name" = debian ]; then TREE=$RB/tree-$b; else TREE=$SB/$name/tree-$b; fi
+    deflibs=$(server_default_libs "$SRC")
     [ -n "$deflibs" ] || deflibs="-lm -ldl -pthread -lrt"
-    REDIS_MAKE_ARGS=(
+    local args=(
         MALLOC=libc USE_SYSTEMD=no BUILD_TLS=no
-        "REDIS_CFLAGS=-I$prefix/include -DZMALLOC_REDIS_API=$api"
+        "REDIS_CFLAGS=-I$prefix/include -DZMALLOC_SERVER_API=$api"
         "FINAL_LIBS=$(zmalloc_link_libs "$prefix") $deflibs"
     )
-    if [ "${REDIS_CHECK_SKIP_BUILD:-0}" = 1 ] && [ -x "$tree/src/redis-server" ]; then
-        log "reusing Redis build $tree"
-        return 0
+    local stamp
+    stamp=$( (
+        printf '%s\n' "${args[@]}"
+        sha256sum "$prefix/lib/libzmalloc.a" "$prefix/include/zmalloc.h" | cut -d' ' -f1
+        cat "$HERE/zmalloc.c" "$HERE/zmalloc.h"
+        for dir in $SHIM_DIRS; do
+            [ -d "$dir" ] || continue
+            for f in "$dir"/*; do
+                [ -f "$f" ] && [ -f "$SRC/src/$(basename "$f")" ] && cat "$f"
+            done
+        done
+    ) | sha256sum | cut -d' ' -f1)
+    if [ -x "$(server_bin "$TREE" server)" ]; then
+        if [ "${REDIS_CHECK_SKIP_BUILD:-0}" = 1 ]; then
+            log "[$name] reusing build $TREE (REDIS_CHECK_SKIP_BUILD=1)"
+            return 0
+        fi
+        if [ "$(cat "$TREE/.zmalloc-stamp" 2>/dev/null)" = "$stamp" ]; then
+            log "[$name] reusing build $TREE (same library, shims and make command)"
+            return 0
+        fi
     fi
-    log "building Redis $ver on zmalloc/$b in $tree (ZMALLOC_REDIS_API=$api)"
-    rm -rf "$tree"
-    cp -a "$SRC" "$tree"
-    rm -rf "$tree/debian" "$tree/.pc"
-    cp "$HERE/zmalloc.c" "$HERE/zmalloc.h" "$tree/src/"
-    printf '  make -C %s/src' "$tree"
-    printf ' %q' "${REDIS_MAKE_ARGS[@]}"
+    log "[$name] building $family $ver on zmalloc/$b in $TREE (ZMALLOC_SERVER_API=$api)"
+    rm -rf "$TREE"
+    mkdir -p "$(dirname "$TREE")"
+    cp -a "$SRC" "$TREE"
+    rm -rf "$TREE/debian" "$TREE/.pc"
+    echo "  shims: $(apply_shims "$TREE")"
+    printf '  make -C %s/src' "$TREE"
+    printf ' %q' "${args[@]}"
     printf '\n'
-    local t=$(date +%s)
-    timeout 1200 make -C "$tree/src" -j"$JOBS" "${REDIS_MAKE_ARGS[@]}" \
-        >"$LOGS/redis-build-$b.log" 2>&1 ||
-        die_log "$LOGS/redis-build-$b.log" "Redis build on zmalloc/$b failed"
-    local bin
-    for bin in redis-server redis-cli redis-benchmark redis-check-aof redis-check-rdb; do
-        [ -x "$tree/src/$bin" ] || die "Redis build on $b made no src/$bin"
+    local t=$(date +%s) c0 logf=$LOGS/build-$name-$b.log
+    c0=$(child_cpu)
+    timeout 1800 nice -n 5 make -C "$TREE/src" -j"$JOBS" "${args[@]}" >"$logf" 2>&1 ||
+        die_log "$logf" "[$name] build on zmalloc/$b failed"
+    local tool bin
+    for tool in server cli benchmark check-aof check-rdb; do
+        bin=$(server_bin "$TREE" "$tool")
+        [ -x "$bin" ] || die "[$name] the $b build made no $bin"
     done
-    # The server must carry our library, not a libc allocator of its own.
-    nm "$tree/src/redis-server" >"$LOGS/redis-server-$b.nm" 2>/dev/null || true
-    grep -q ' T zmalloc_backend$' "$LOGS/redis-server-$b.nm" ||
-        die "redis-server of the $b build does not contain libzmalloc (no zmalloc_backend symbol)"
-    log "built Redis on zmalloc/$b in $(($(date +%s) - t))s"
+    # The server must carry our library, not an allocator of its own.
+    bin=$(server_bin "$TREE" server)
+    nm "$bin" >"$LOGS/nm-$name-$b.txt" 2>/dev/null || true
+    grep -q ' T zmalloc_backend$' "$LOGS/nm-$name-$b.txt" ||
+        die "[$name] $bin of the $b build does not contain libzmalloc (no zmalloc_backend symbol)"
+    echo "$stamp" >"$TREE/.zmalloc-stamp"
+    log "[$name] built on zmalloc/$b in $(($(date +%s) - t))s (CPU $(($(child_cpu) - c0))s): $bin"
 }
 
 # ---------------------------------------------------------------- server checks
@@ -265,18 +430,18 @@ CLI=()
 start_server() { # tree port dir
     local tree=$1 port=$2 dir=$3
     mkdir -p "$dir"
-    "$tree/src/redis-server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    "$(server_bin "$tree" server)" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
         --daemonize no --dir "$dir" --logfile "$dir/redis.log" --enable-debug-command local \
         --protected-mode yes >/dev/null 2>&1 &
     SERVER_PIDS+=($!)
-    CLI=(timeout 60 "$tree/src/redis-cli" -h 127.0.0.1 -p "$port")
+    CLI=(timeout 60 "$(server_bin "$tree" cli)" -h 127.0.0.1 -p "$port")
     local i
     for i in $(seq 1 100); do
         [ "$("${CLI[@]}" ping 2>/dev/null)" = PONG ] && return 0
-        kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || die_log "$dir/redis.log" "redis-server exited at start"
+        kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || die_log "$dir/redis.log" "the server exited at start"
         sleep 0.1
     done
-    die_log "$dir/redis.log" "redis-server did not answer PING on 127.0.0.1:$port within 10s"
+    die_log "$dir/redis.log" "the server did not answer PING on 127.0.0.1:$port within 10s"
 }
 
 stop_server() {
@@ -294,18 +459,18 @@ info_field() { # field -> value from INFO memory
     "${CLI[@]}" info memory | tr -d '\r' | sed -n "s/^$1://p"
 }
 
-check_server() {
-    local b=$1 tree=$RB/tree-$1 port dir=$RB/run-$1
+check_server() { # server backend tree
+    local name=$1 b=$2 tree=$3 port dir=$SB/run-$1-$2
     port=$(free_port 27100)
     rm -rf "$dir"
-    log "[$b] starting redis-server on 127.0.0.1:$port"
+    log "[$name/$b] starting $(basename "$(server_bin "$tree" server)") on 127.0.0.1:$port"
     start_server "$tree" "$port" "$dir"
     local alloc
     alloc=$(info_field mem_allocator)
     echo "  mem_allocator: $alloc"
     case $alloc in
         "zmalloc-"*" ($b"*")") ;;
-        *) die "[$b] mem_allocator is '$alloc', expected 'zmalloc-<version> ($b...)'" ;;
+        *) die "[$name/$b] mem_allocator is '$alloc', expected 'zmalloc-<version> ($b...)'" ;;
     esac
 
     local u0 u1 u2 n=200000
@@ -317,17 +482,17 @@ check_server() {
         for i in $(seq 1 20000); do
             printf 'SET str:%d %s\n' "$i" "value-$i-0123456789012345678901234567890123456789"
         done
-    } | "${CLI[@]}" --pipe >"$dir/pipe.out" 2>&1 || die_log "$dir/pipe.out" "[$b] redis-cli --pipe failed"
+    } | "${CLI[@]}" --pipe >"$dir/pipe.out" 2>&1 || die_log "$dir/pipe.out" "[$name/$b] redis-cli --pipe failed"
     "${CLI[@]}" debug populate "$n" pop 100 >/dev/null
     "${CLI[@]}" rpush biglist $(seq 1 500) >/dev/null
     u1=$(info_field used_memory)
     local keys
     keys=$("${CLI[@]}" dbsize)
     echo "  used_memory: empty $u0, with $keys keys $u1"
-    [ "$keys" -eq $((n + 20001)) ] || die "[$b] DBSIZE is $keys, expected $((n + 20001))"
+    [ "$keys" -eq $((n + 20001)) ] || die "[$name/$b] DBSIZE is $keys, expected $((n + 20001))"
     # 200k keys of 100-byte values: at least 100 bytes each must show.
     [ "$u1" -gt $((u0 + n * 100)) ] ||
-        die "[$b] used_memory did not grow with the keys: $u0 -> $u1 (expected > $((u0 + n * 100)))"
+        die "[$name/$b] used_memory did not grow with the keys: $u0 -> $u1 (expected > $((u0 + n * 100)))"
 
     local aa ac ar
     aa=$(info_field allocator_allocated)
@@ -336,7 +501,7 @@ check_server() {
     echo "  allocator_allocated $aa, allocator_active $ac, allocator_resident $ar"
     echo "  allocator_frag_ratio $(info_field allocator_frag_ratio), mem_fragmentation_ratio $(info_field mem_fragmentation_ratio), used_memory_rss $(info_field used_memory_rss)"
     for v in "allocator_allocated=$aa" "allocator_active=$ac" "allocator_resident=$ar"; do
-        [ "${v#*=}" -gt 0 ] 2>/dev/null || die "[$b] ${v%%=*} is '${v#*=}', expected non-zero"
+        [ "${v#*=}" -gt 0 ] 2>/dev/null || die "[$name/$b] ${v%%=*} is '${v#*=}', expected non-zero"
     done
     # Figures that cannot be true: resident memory of the allocator above the
     # RSS of the whole process (measured by the kernel), or active above
@@ -344,14 +509,14 @@ check_server() {
     local rss
     rss=$(info_field used_memory_rss)
     if [ "$ar" -gt $((rss + rss / 20)) ] || [ "$ac" -gt "$ar" ]; then
-        local msg="[$b] allocator figures exceed what the kernel sees: allocator_resident $ar, allocator_active $ac, used_memory_rss $rss (expected active <= resident <= rss + 5%)"
+        local msg="[$name/$b] allocator figures exceed what the kernel sees: allocator_resident $ar, allocator_active $ac, used_memory_rss $rss (expected active <= resident <= rss + 5%)"
         [ "${REDIS_CHECK_STRICT:-1}" = 1 ] && die "$msg"
         echo "  WARNING: $msg" >&2
         WARNINGS+=("$msg")
     fi
     # The allocator's view covers at least what zmalloc accounts for.
-    [ "$aa" -ge $((u1 / 2)) ] || die "[$b] allocator_allocated $aa is far below used_memory $u1"
-    [ "$ac" -ge "$aa" ] || die "[$b] allocator_active $ac < allocator_allocated $aa"
+    [ "$aa" -ge $((u1 / 2)) ] || die "[$name/$b] allocator_allocated $aa is far below used_memory $u1"
+    [ "$ac" -ge "$aa" ] || die "[$name/$b] allocator_active $ac < allocator_allocated $aa"
 
     # Removing half the keys must show; removing all must come back near the start.
     "${CLI[@]}" eval "for i=1,$n,2 do redis.call('del','pop:'..i) end return 1" 0 >/dev/null
@@ -359,116 +524,180 @@ check_server() {
     uh=$(info_field used_memory)
     echo "  used_memory after deleting half of the populated keys: $uh"
     [ "$uh" -lt $((u1 - n / 2 * 100)) ] ||
-        die "[$b] used_memory did not drop when keys were deleted: $u1 -> $uh"
+        die "[$name/$b] used_memory did not drop when keys were deleted: $u1 -> $uh"
     "${CLI[@]}" flushall sync >/dev/null
     u2=$(info_field used_memory)
     echo "  used_memory after FLUSHALL: $u2"
     [ "$u2" -lt $((u0 + 2 * 1024 * 1024)) ] ||
-        die "[$b] used_memory after FLUSHALL is $u2, more than 2 MiB above the empty server's $u0"
+        die "[$name/$b] used_memory after FLUSHALL is $u2, more than 2 MiB above the empty server's $u0"
 
     local r
     r=$("${CLI[@]}" memory purge)
-    [ "$r" = OK ] || die "[$b] MEMORY PURGE answered '$r', expected OK"
+    [ "$r" = OK ] || die "[$name/$b] MEMORY PURGE answered '$r', expected OK"
     echo "  MEMORY PURGE: $r"
     r=$("${CLI[@]}" memory stats | tr '\n' ' ')
-    case $r in *peak.allocated*total.allocated*) ;; *) die "[$b] MEMORY STATS answered '$r'" ;; esac
+    case $r in *peak.allocated*total.allocated*) ;; *) die "[$name/$b] MEMORY STATS answered '$r'" ;; esac
     echo "  MEMORY STATS: $(echo "$r" | cut -c1-100)..."
     r=$("${CLI[@]}" memory doctor)
-    [ -n "$r" ] || die "[$b] MEMORY DOCTOR gave no answer"
+    [ -n "$r" ] || die "[$name/$b] MEMORY DOCTOR gave no answer"
     echo "  MEMORY DOCTOR: $(echo "$r" | head -n 1 | cut -c1-100)"
     r=$("${CLI[@]}" memory malloc-stats | head -n 1)
     echo "  MEMORY MALLOC-STATS: $(echo "$r" | cut -c1-100)"
     stop_server
-    log "[$b] INFO memory checks passed"
+    log "[$name/$b] INFO memory checks passed"
 }
 
 # ---------------------------------------------------------------- runtest
 # After a runtest that was cut short, end the servers it left behind: only
-# processes running this tree's own redis-server binary, by pid.
+# processes running this tree's own server binary, by pid.
 kill_tree_servers() {
-    local tree=$1 d exe
+    local bin d exe
+    bin=$(server_bin "$1" server)
     for d in /proc/[0-9]*; do
         exe=$(readlink "$d/exe" 2>/dev/null) || continue
-        [ "$exe" = "$tree/src/redis-server" ] && kill -9 "${d#/proc/}" 2>/dev/null || true
+        [ "$exe" = "$bin" ] && kill -9 "${d#/proc/}" 2>/dev/null || true
     done
 }
 
-run_tests() {
-    local b=$1 tree=$RB/tree-$1
-    local units=() u
-    while read -r u; do
-        u=${u%%#*}
-        u=$(echo "$u" | tr -d '[:space:]')
-        [ -n "$u" ] && units+=("$u")
-    done <"$UNITS_FILE"
-    [ "${#units[@]}" -gt 0 ] || die "no units in $UNITS_FILE"
+# Lines of a list file (units.txt, skiptests.txt) that apply to a server:
+# '#' starts a comment; a line may start with "[glob ...]", the servers it
+# is for (e.g. "[debian] ...", "[valkey-*] ...", "[!debian] ..." for all
+# but those); lines without one apply to every server.
+list_for_server() { # file server
+    local file=$1 name=$2 line sel g hit neg
+    [ -f "$file" ] || return 0
+    while IFS= read -r line; do
+        line=${line%%#*}
+        line=$(echo "$line" | sed -E 's/^[[:space:]]+|[[:space:]]+$//g')
+        [ -n "$line" ] || continue
+        if [[ $line == \[*\]* ]]; then
+            sel=${line%%]*}
+            sel=${sel#[}
+            line=$(echo "${line#*]}" | sed -E 's/^[[:space:]]+//')
+            hit=0 neg=0
+            for g in $sel; do
+                if [[ $g == !* ]]; then
+                    neg=1
+                    # shellcheck disable=SC2053
+                    [[ $name == ${g#!} ]] && { hit=0; break; }
+                    hit=1
+                else
+                    # shellcheck disable=SC2053
+                    [[ $name == $g ]] && hit=1
+                fi
+            done
+            [ "$hit" = 1 ] || continue
+        fi
+        printf '%s\n' "$line"
+    done <"$file"
+}
+
+run_tests() { # server backend tree
+    local name=$1 b=$2 tree=$3
+    local units=() u missing=()
+    while IFS= read -r u; do
+        if [ -f "$tree/tests/$u.tcl" ]; then units+=("$u"); else missing+=("$u"); fi
+    done < <(list_for_server "$UNITS_FILE" "$name")
+    [ "${#units[@]}" -gt 0 ] || die "[$name] no units of $UNITS_FILE exist in $tree/tests"
+    # A unit of the list this server does not have is a mistake in the list
+    # (units.txt marks server-specific units with [server]).
+    [ "${#missing[@]}" -eq 0 ] || die "[$name] units of $UNITS_FILE missing in $tree/tests: ${missing[*]}"
     local args=()
-    for u in "${units[@]}"; do
-        [ -f "$tree/tests/$u.tcl" ] || die "unit $u (from $UNITS_FILE) does not exist in Redis $(redis_version "$tree")"
-        args+=(--single "$u")
-    done
-    # Tests that fail on Debian's unmodified Redis as well (see the file).
+    for u in "${units[@]}"; do args+=(--single "$u"); done
+    # Tests skipped by name (see the file for each one's reason).
     local skips=0 line
-    if [ -f "$SKIP_FILE" ]; then
-        while IFS= read -r line; do
-            line=${line%%#*}
-            line=$(echo "$line" | sed -E 's/^[[:space:]]+|[[:space:]]+$//g')
-            [ -n "$line" ] || continue
-            args+=(--skiptest "$line")
-            skips=$((skips + 1))
-        done <"$SKIP_FILE"
-    fi
-    local logf=$LOGS/runtest-$b.log t=$(date +%s) rc=0
-    log "[$b] ./runtest --clients $CLIENTS on ${#units[@]} units, $skips test(s) skipped by name from $SKIP_FILE (log: $logf)"
-    (cd "$tree" && timeout --kill-after=30 900 ./runtest --clients "$CLIENTS" --timeout 600 \
+    while IFS= read -r line; do
+        args+=(--skiptest "$line")
+        skips=$((skips + 1))
+    done < <(list_for_server "$SKIP_FILE" "$name")
+    local logf=$LOGS/runtest-$name-$b.log t=$(date +%s) rc=0 c0
+    c0=$(child_cpu)
+    log "[$name/$b] ./runtest --clients $CLIENTS on ${#units[@]} units, $skips test(s) skipped by name (log: $logf)"
+    (cd "$tree" && timeout --kill-after=30 1500 ./runtest --clients "$CLIENTS" --timeout 600 \
         --dump-logs "${args[@]}" </dev/null >"$logf" 2>&1) || rc=$?
     kill_tree_servers "$tree"
-    local dt=$(($(date +%s) - t))
-    # Counts from runtest's own result lines.
+    local dt=$(($(date +%s) - t)) cpu=$(($(child_cpu) - c0))
+    # Counts from runtest's own result lines (Valkey colours them: the
+    # escapes are taken out of the log first).
+    sed -i 's/\x1b\[[0-9;]*m//g' "$logf"
     local ok err exc
-    ok=$(grep -c '^\[.*ok.*\]: ' "$logf" || true)
-    err=$(grep -c '^\[.*err.*\]: ' "$logf" || true)
-    exc=$(grep -c '^\[.*exception.*\]' "$logf" || true)
+    ok=$(grep -c '^\[ok\]: ' "$logf" || true)
+    err=$(grep -c '^\[err\]: ' "$logf" || true)
+    exc=$(grep -c '^\[exception\]' "$logf" || true)
     sed -n '/Execution time of different units/,/^$/p' "$logf" | sed 's/^/  /' || true
     if [ "$rc" -ne 0 ] || [ "$err" -ne 0 ] || [ "$exc" -ne 0 ] ||
         ! grep -q 'All tests passed without errors' "$logf"; then
         echo "---- failed tests ----" >&2
-        grep -E '^\[.*(err|exception).*\]|^\*\*\* |WARNING The following tests failed' -A 3 "$logf" |
+        grep -E '^\[(err|exception)\]|^\*\*\* |WARNING The following tests failed' -A 3 "$logf" |
             head -n 60 >&2 || true
-        echo "redis-runtest: $ok passed, $((err + exc)) failed"
-        [ "$rc" = 124 ] && die "[$b] ./runtest timed out after 900s"
-        die "[$b] ./runtest failed (exit $rc) after ${dt}s: see $logf"
+        echo "redis-runtest[$name]: $ok passed, $((err + exc)) failed"
+        [ "$rc" = 124 ] && die "[$name/$b] ./runtest timed out after 1500s"
+        die "[$name/$b] ./runtest failed (exit $rc) after ${dt}s: see $logf"
     fi
-    log "[$b] ./runtest: ${#units[@]} units, $ok tests passed, 0 failed, in ${dt}s"
-    echo "redis-runtest: $ok passed, 0 failed"
+    log "[$name/$b] ./runtest: ${#units[@]} units, $ok tests passed, 0 failed, in ${dt}s (CPU ${cpu}s)"
+    echo "redis-runtest[$name]: $ok passed, 0 failed"
 }
 
 # ---------------------------------------------------------------- main
-# The whole run is one function, read in full before it starts: editing this
-# file while it runs cannot change what the running copy does.
-main() {
-    log "zmalloc redis-check: backends '$BACKENDS', runtest on '$RUNTEST_BACKEND'"
-    ensure_tools
-    fetch_source
-    log "Redis $(redis_version "$SRC") from Debian's package"
-    for b in $BACKENDS; do
-        install_zmalloc "$b"
-        build_redis "$b"
+# One server from source to runtest. Runs in a subshell of its own (die
+# ends only this server), servers it started stopped on its exit.
+check_one_server() { # server index
+    local name=$1 idx=$2 b
+    SERVER_PIDS=()
+    trap stop_all_servers EXIT
+    if [ "$name" = debian ]; then fetch_debian_source; else fetch_tarball_source "$name"; fi
+    log "[$name] $(server_family "$SRC") $(server_version "$SRC") from $SRC"
+    local backends
+    backends=$(backends_for "$idx")
+    local trees=()
+    for b in $backends; do
+        build_server "$name" "$b"
+        trees+=("$b=$TREE")
     done
     if [ "${REDIS_CHECK_ONLY_BUILD:-0}" = 1 ]; then
-        log "builds done (REDIS_CHECK_ONLY_BUILD=1): $(for b in $BACKENDS; do printf '%s ' "$RB/tree-$b/src/redis-server"; done)"
-        exit 0
+        log "[$name] built (REDIS_CHECK_ONLY_BUILD=1): ${trees[*]}"
+        return 0
     fi
-    for b in $BACKENDS; do
-        check_server "$b"
+    local tb
+    for tb in "${trees[@]}"; do
+        check_server "$name" "${tb%%=*}" "${tb#*=}"
     done
     if [ "$RUNTEST_BACKEND" != none ]; then
-        case " $BACKENDS " in *" $RUNTEST_BACKEND "*) ;; *) die "runtest backend $RUNTEST_BACKEND was not built" ;; esac
-        run_tests "$RUNTEST_BACKEND"
+        for tb in "${trees[@]}"; do
+            [ "${tb%%=*}" = "$RUNTEST_BACKEND" ] && run_tests "$name" "$RUNTEST_BACKEND" "${tb#*=}"
+        done
+        case " $backends " in *" $RUNTEST_BACKEND "*) ;; *)
+            die "[$name] runtest backend $RUNTEST_BACKEND was not built" ;;
+        esac
     fi
     for w in "${WARNINGS[@]:-}"; do
         [ -n "$w" ] && echo "redis-check: WARNING (REDIS_CHECK_STRICT=0 let it pass): $w" >&2
     done
+    return 0
+}
+
+# The whole run is one function, read in full before it starts: editing this
+# file while it runs cannot change what the running copy does.
+main() {
+    log "zmalloc redis-check: servers '$SERVERS', backends '$BACKENDS', runtest on '$RUNTEST_BACKEND'"
+    [ -n "$SOURCES_DIR" ] && log "server tarballs from $SOURCES_DIR"
+    ensure_tools
+    for b in $BACKENDS; do
+        install_zmalloc "$b"
+    done
+    local name idx=0 failed=() times=() t
+    for name in $SERVERS; do
+        t=$(date +%s)
+        if (check_one_server "$name" "$idx"); then
+            times+=("$name ok $(($(date +%s) - t))s")
+        else
+            failed+=("$name")
+            times+=("$name FAILED $(($(date +%s) - t))s")
+        fi
+        idx=$((idx + 1))
+    done
+    log "servers: ${times[*]}"
+    [ "${#failed[@]}" -eq 0 ] || die "servers failed: ${failed[*]} (logs in $LOGS)"
     log "redis-check passed"
 }
 
