@@ -533,7 +533,8 @@ int zmalloc_get_allocator_info_full(int refresh_stats, size_t *allocated, size_t
     return 1;
 }
 
-/* Both Redis forms are exported; the header picks one by ZMALLOC_REDIS_API. */
+/* Both Redis forms are exported; the header picks one by ZMALLOC_SERVER_API
+ * (src/compat.c has the Valkey forms). */
 #undef zmalloc_get_allocator_info
 int zmalloc_get_allocator_info(int refresh_stats, size_t *allocated, size_t *active,
                                size_t *resident, size_t *retained, size_t *muzzy,

@@ -1,20 +1,17 @@
-/* Thin shim that replaces Redis's src/zmalloc.h when tests/redis/check.sh
- * builds Redis on zmalloc. Everything comes from zmalloc's installed header,
- * found through -I<prefix>/include on Redis's REDIS_CFLAGS. Angle brackets:
- * the search skips this file's own directory, so this does not include
- * itself.
+/* Thin shim that replaces a server's src/zmalloc.h when tests/redis/check.sh
+ * builds Redis or Valkey on zmalloc. Everything comes from zmalloc's
+ * installed header, found through -I<prefix>/include on the server's
+ * REDIS_CFLAGS. Angle brackets: the search skips this file's own directory,
+ * so this does not include itself.
  *
- * Redis 7.0 and 7.2 declare the three-argument zmalloc_get_allocator_info()
- * and `int jemalloc_purge()`; zmalloc's header serves that form when
- * ZMALLOC_REDIS_API is below 74. check.sh passes the right value for the
- * Redis it builds (-DZMALLOC_REDIS_API=70 for Debian bookworm's 7.0.15);
- * the default below is for a build without it. */
+ * The declarations a server expects differ by family and version
+ * (zmalloc_get_allocator_info with 3, 5, 6 or 7 arguments, ...):
+ * check.sh passes -DZMALLOC_SERVER_API=<value> for the server it builds
+ * (70 for Debian bookworm's Redis 7.0.15, 74 for Redis 7.4, 180 for Valkey
+ * 8.0, 191 for Valkey 9.1; zmalloc.h lists them). Without it the header's
+ * default, Redis 8.x, applies. */
 #ifndef __ZMALLOC_H
 #define __ZMALLOC_H
-
-#ifndef ZMALLOC_REDIS_API
-#define ZMALLOC_REDIS_API 70
-#endif
 
 #include <zmalloc.h>
 
