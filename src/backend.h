@@ -62,6 +62,26 @@ typedef struct zm_be_stats {
 } zm_be_stats;
 
 void zm_be_get_stats(int refresh, zm_be_stats *out);
+
+/* 1 when the backend has a fast path with no side effects on failure:
+ * zm_be_malloc_fast() returns a block (size 0 allowed, *usable set) or
+ * NULL, having done nothing, when the request is not one it serves at
+ * once; the caller then takes its slow path (zm_be_malloc). The front end
+ * can then keep its own fast path free of calls, so it needs no stack
+ * frame. */
+#define ZM_BACKEND_HAS_FAST ZMALLOC_BACKEND_POOL
+#if ZM_BACKEND_HAS_FAST
+void *zm_be_malloc_fast(size_t size, size_t *usable);
+#endif
+
+/* 1 when the backend counts the usable bytes of live blocks exactly
+ * itself: the front end then keeps no counter of its own and
+ * zmalloc_used_memory() is zm_be_used_memory(), which must be lock-free
+ * and async-signal-safe and exact at quiet moments. */
+#define ZM_BACKEND_COUNTS ZMALLOC_BACKEND_POOL
+#if ZM_BACKEND_COUNTS
+size_t zm_be_used_memory(void);
+#endif
 /* Return free memory to the OS now. 0 on success. */
 int zm_be_purge(void);
 /* Human-readable (json == 0) or JSON (json != 0) statistics to out. */

@@ -2,11 +2,12 @@
  *
  * Only glue: the fast paths are the inline functions of pool/pool.h, so with
  * link-time optimisation zm_be_malloc/zm_be_free compile into the front end
- * as a TLS load, a class computation and a list pop (or push). The usable
- * size the front end passes to zm_be_free is not needed: the page knows.
+ * as a TLS load, a table index and a list pop (or push). The usable size
+ * the front end passes to zm_be_free is not needed: the page knows. The
+ * pool keeps the exact used-memory total itself (ZM_BACKEND_COUNTS): the
+ * front end adds no counter of its own.
  */
-#include <errno.h>
-#include <string.h>
+#include <stdio.h>
 
 #include "backend.h"
 #include "pool/pool.h"
@@ -15,20 +16,12 @@ void *zm_be_malloc(size_t size, size_t *usable) {
     return zp_malloc_fast(size, usable);
 }
 
+void *zm_be_malloc_fast(size_t size, size_t *usable) {
+    return zp_malloc_try(size, usable);
+}
+
 void *zm_be_calloc(size_t size, size_t *usable) {
-    /* Huge blocks are zeroed by zp_huge_alloc only when reused: a fresh
-     * mapping is zero already. */
-    if (size > ZP_MAX_CLASS_SIZE) {
-        if (zp_tl_heap == &zp_empty_heap) { /* creates the heap, then huge */
-            void *p = zp_malloc_generic(zp_tl_heap, size, usable);
-            if (p) memset(p, 0, *usable);
-            return p;
-        }
-        return zp_huge_alloc(size, 0, usable, 1);
-    }
-    void *p = zp_malloc_fast(size, usable);
-    if (p) memset(p, 0, *usable);
-    return p;
+    return zp_calloc(size, usable);
 }
 
 void *zm_be_realloc(void *ptr, size_t size, size_t *usable) {
@@ -67,6 +60,28 @@ void zm_be_fork_child(void) {
 
 int zm_be_purge(void) {
     return zp_purge();
+}
+
+/* The pool counts its blocks per class and thread (the one counter on the
+ * fast path): that is the used-memory total, and the allocated figure. */
+size_t zm_be_used_memory(void) {
+    return zp_used_bytes();
+}
+
+void zm_be_get_stats(int refresh, zm_be_stats *out) {
+    (void)refresh; /* the pool's counters are always current */
+    zp_stats st;
+    zp_stats_get(&st);
+    out->allocated = st.allocated;
+    out->active = st.active;
+    out->resident = st.resident;
+    out->retained = st.retained;
+    out->muzzy = st.muzzy;
+    out->frag_smallbins = st.frag_smallbins;
+}
+
+void zm_be_print_stats(FILE *out, int json) {
+    zp_stats_print(out, json);
 }
 
 const char *zm_be_version(void) {

@@ -22,6 +22,9 @@
 #if ZMALLOC_DEBUG_BUILD
 #include "debug.h"
 #define ZM_LAYER_HAS_SIZE 1
+/* The backend's count includes the guard zones: the front end counts. */
+#define ZM_LAYER_COUNTS 0
+#define ZM_LAYER_HAS_FAST 0
 #define zm_lower_malloc zm_dbg_malloc
 #define zm_lower_calloc zm_dbg_calloc
 #define zm_lower_realloc zm_dbg_realloc
@@ -32,6 +35,9 @@
 #define ZM_NOTE_CALLER() zm_dbg_note_caller(__builtin_return_address(0))
 #else
 #define ZM_LAYER_HAS_SIZE ZM_BACKEND_HAS_SIZE
+#define ZM_LAYER_COUNTS ZM_BACKEND_COUNTS
+#define ZM_LAYER_HAS_FAST ZM_BACKEND_HAS_FAST
+#define zm_lower_malloc_fast zm_be_malloc_fast
 #define zm_lower_malloc zm_be_malloc
 #define zm_lower_calloc zm_be_calloc
 #define zm_lower_realloc zm_be_realloc

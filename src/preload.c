@@ -66,13 +66,26 @@ static __attribute__((noinline, cold)) void *zpl_enomem(void) {
  * points note their caller (the allocation site of a verification build)
  * once and then call these, so a realloc(NULL, n) or an aligned request is
  * charged to the program, not to this file. */
-static inline void *zpl_malloc(size_t size) {
+static __attribute__((noinline)) void *zpl_malloc_slow(size_t size) {
     size_t usable;
     if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
     void *p = zm_lower_malloc(ZM_MIN_REQUEST(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;
+}
+
+/* Fast path: the mode word, then the pool's table-indexed pop (no call, no
+ * stack frame; everything else is the tail-called slow path). */
+static inline void *zpl_malloc(size_t size) {
+#if ZM_LAYER_HAS_FAST
+    if (zpl_likely(!ZPL_COUNTING())) {
+        size_t usable;
+        void *p = zm_lower_malloc_fast(size, &usable);
+        if (zpl_likely(p != NULL)) return p;
+    }
+#endif
+    return zpl_malloc_slow(size);
 }
 
 static inline void zpl_free(void *ptr) {

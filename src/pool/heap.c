@@ -27,7 +27,8 @@
 /* The empty page: never has a free block, never owned. */
 static zp_page zp_empty_page;
 
-zp_heap zp_empty_heap = {.direct = {[0 ... ZP_NCLASSES - 1] = &zp_empty_page}};
+zp_heap zp_empty_heap = {.direct_small = {[0 ... ZP_DIRECT_SLOTS - 1] = &zp_empty_page},
+                         .direct = {[0 ... ZP_NCLASSES - 1] = &zp_empty_page}};
 __thread zp_heap *zp_tl_heap __attribute__((tls_model("initial-exec"))) = &zp_empty_heap;
 
 zp_counters zp_stat;
@@ -41,9 +42,13 @@ void zp_lock_acquire(zp_lock *l) {
     while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire)) sched_yield();
 }
 
+static zp_heap *_Atomic all_heaps; /* zp_heap.next_all */
+
 static void heap_reset(zp_heap *heap) {
+    zp_heap *next_all = heap->next_all;
     memset(heap, 0, sizeof *heap);
-    for (unsigned c = 0; c < ZP_NCLASSES; c++) heap->direct[c] = &zp_empty_page;
+    heap->next_all = next_all;
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) zp_heap_set_direct(heap, c, &zp_empty_page);
     heap->last_purge_ms = zm_os_clock_ms();
 }
 
@@ -65,6 +70,8 @@ static zp_heap *heap_struct_alloc(void) {
     }
     heap = (zp_heap *)meta_cursor;
     meta_cursor += need;
+    heap->next_all = atomic_load_explicit(&all_heaps, memory_order_relaxed);
+    atomic_store_explicit(&all_heaps, heap, memory_order_release);
     /* committed grows by the ZP_TOUCH_SIZE steps the heap structs reach. */
     if (meta_cursor > meta_touched) {
         uintptr_t step = ZP_TOUCH_SIZE;
@@ -113,6 +120,20 @@ static ZP_COLD zp_heap *heap_init_thread(void) {
     return heap;
 }
 
+size_t zp_used_bytes(void) {
+    long live[ZP_NCLASSES];
+    for (unsigned c = 0; c < ZP_NCLASSES; c++)
+        live[c] = atomic_load_explicit(&zp_stat.class_live_dead[c], memory_order_relaxed) +
+                  atomic_load_explicit(&zp_stat.remote_live[c], memory_order_relaxed);
+    /* Recycled heaps were folded into class_live_dead and count 0. */
+    for (zp_heap *h = atomic_load_explicit(&all_heaps, memory_order_acquire); h; h = h->next_all)
+        for (unsigned c = 0; c < ZP_NCLASSES; c++)
+            live[c] += atomic_load_explicit(&h->live[c], memory_order_relaxed);
+    size_t sum = atomic_load_explicit(&zp_stat.huge_live, memory_order_relaxed);
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) sum += (size_t)live[c] * zp_class_size(c);
+    return sum;
+}
+
 void zp_heap_registry_each(void (*fn)(zp_heap *, void *), void *arg) {
     zp_lock_acquire(&global_lock);
     for (zp_heap *h = heap_registry; h; h = h->next_heap) fn(h, arg);
@@ -121,7 +142,7 @@ void zp_heap_registry_each(void (*fn)(zp_heap *, void *), void *arg) {
 
 static inline void queue_fix(zp_heap *heap, unsigned cls) {
     zp_page *first = heap->queues[cls].first;
-    heap->direct[cls] = first ? first : &zp_empty_page;
+    zp_heap_set_direct(heap, cls, first ? first : &zp_empty_page);
 }
 
 /* ---- moving pages between the class queues and the full list ------------- */
@@ -341,6 +362,19 @@ void *zp_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
     return zp_huge_alloc(size, alignment, usable, 0);
 }
 
+void *zp_calloc(size_t size, size_t *usable) {
+    if (size > ZP_MAX_CLASS_SIZE) {
+        if (zp_tl_heap == &zp_empty_heap && !heap_init_thread()) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        return zp_huge_alloc(size, 0, usable, 1);
+    }
+    void *p = zp_malloc_fast(size, usable);
+    if (p) memset(p, 0, *usable);
+    return p;
+}
+
 void *zp_realloc(void *p, size_t size, size_t *usable) {
     zp_segment *seg = zp_segment_of(p);
     size_t old = zp_usable_size(p);
@@ -424,7 +458,7 @@ static void heap_abandon(zp_heap *heap) {
                 atomic_store_explicit(&page->xheap, NULL, memory_order_release);
             }
         }
-        heap->direct[c] = &zp_empty_page;
+        zp_heap_set_direct(heap, c, &zp_empty_page);
     }
     zp_segments_abandon(heap);
 }

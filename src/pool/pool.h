@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define zp_likely(x) __builtin_expect(!!(x), 1)
 #define zp_unlikely(x) __builtin_expect(!!(x), 0)
@@ -209,7 +210,14 @@ typedef struct zp_rbatch {
 
 /* One per thread. Counters are written by the owner only (relaxed atomics
  * so readers in zm_be_get_stats are race-free) and summed by readers. */
+/* Requests up to ZP_DIRECT_MAX bytes find their page with no class
+ * arithmetic: direct_small[(size + 15) / 16] is the first page of the
+ * size's class queue (zp_heap_set_direct keeps both tables in step). */
+#define ZP_DIRECT_MAX ((size_t)1024)
+#define ZP_DIRECT_SLOTS (ZP_DIRECT_MAX / 16 + 1)
+
 typedef struct zp_heap {
+    zp_page *direct_small[ZP_DIRECT_SLOTS]; /* by (size + 15) / 16 */
     zp_page *direct[ZP_NCLASSES]; /* first page of each queue, or the empty page */
     _Atomic(long) live[ZP_NCLASSES]; /* blocks in use, by class (+/- by this thread) */
     zp_pageq queues[ZP_NCLASSES];
@@ -226,7 +234,27 @@ typedef struct zp_heap {
     size_t rb_bytes;
     int orphan; /* after fork: the thread does not exist in this process */
     struct zp_heap *next_heap, *prev_heap; /* registry, under zp_global_lock */
+    /* Every heap struct ever carved (they are recycled, never unmapped),
+     * newest first: set once before publication and kept across reuse, so
+     * zp_used_bytes() walks it with no lock, from a signal handler too. */
+    struct zp_heap *next_all;
 } zp_heap;
+
+/* The page that serves class cls first (the empty page when none). */
+static inline void zp_heap_set_direct(zp_heap *heap, unsigned cls, zp_page *page) {
+    heap->direct[cls] = page;
+    if (cls < 8) { /* 16..128: one slot each (slot 0, size 0, shares class 0) */
+        heap->direct_small[cls + 1] = page;
+        if (cls == 0) heap->direct_small[0] = page;
+        return;
+    }
+    if (cls >= 8 + 3 * 8) return; /* above 1024 */
+    /* (2^b, 2^(b+1)] in 8 steps of 2^(b-3): slots of the sizes in this step. */
+    unsigned b = 7u + (cls - 8u) / 8u, j = (cls - 8u) % 8u;
+    size_t hi = ((size_t)1 << b) + ((size_t)(j + 1) << (b - 3u));
+    size_t lo = hi - ((size_t)1 << (b - 3u));
+    for (size_t slot = lo / 16 + 1; slot <= hi / 16; slot++) heap->direct_small[slot] = page;
+}
 
 /* ---- globals (heap.c) --------------------------------------------------------- */
 
@@ -239,6 +267,9 @@ void *zp_malloc_generic(zp_heap *heap, size_t size, size_t *usable) ZP_COLD ZP_H
 void zp_free_generic(zp_segment *seg, zp_page *page, void *p) ZP_COLD ZP_HIDDEN;
 void *zp_aligned_alloc(size_t alignment, size_t size, size_t *usable) ZP_HIDDEN;
 void *zp_realloc(void *p, size_t size, size_t *usable) ZP_HIDDEN;
+/* A zeroed block: only what a reused block may hold is cleared (a fresh
+ * huge mapping is zero already). */
+void *zp_calloc(size_t size, size_t *usable) ZP_HIDDEN;
 int zp_purge(void) ZP_HIDDEN;
 
 /* page.c */
@@ -360,12 +391,30 @@ static inline void zp_stat_add(_Atomic(size_t) *c, size_t v) {
 static inline void zp_stat_sub(_Atomic(size_t) *c, size_t v) {
     atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
 }
-/* Owner-only counter update without a locked instruction. */
+/* Owner-only counter update without a locked instruction: one add to
+ * memory on x86-64 (readers use relaxed atomic loads; an aligned 8-byte
+ * store is atomic there); elsewhere, and under TSan, which cannot see the
+ * asm, an atomic load and store. */
 static inline void zp_count(_Atomic(long) *c, long d) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    __asm__("addq %1, %0" : "+m"(*(long *)c) : "er"(d));
+#else
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
                           memory_order_relaxed);
+#endif
 }
 void zp_heap_registry_each(void (*fn)(zp_heap *, void *), void *arg) ZP_HIDDEN;
+/* The pool's own figures (stats.c explains each); backend_pool.c hands
+ * them to the front end. */
+typedef struct zp_stats {
+    size_t allocated, active, resident, retained, muzzy, frag_smallbins;
+} zp_stats;
+void zp_stats_get(zp_stats *out) ZP_HIDDEN;
+void zp_stats_print(FILE *out, int json) ZP_HIDDEN;
+/* Usable bytes of all live blocks: the used-memory total of the pool
+ * backend. Lock-free and async-signal-safe; exact when no thread is inside
+ * an allocation, a free or its exit. */
+size_t zp_used_bytes(void) ZP_HIDDEN;
 
 /* ---- pointer to segment and page ---------------------------------------------
  * (p - 1) rather than p: a huge block aligned to more than a segment starts
@@ -383,7 +432,17 @@ static inline zp_page *zp_page_of(zp_segment *seg, const void *p) {
  * needs no "initialised?" test: the empty free list sends it to the slow path. */
 static inline void *zp_malloc_fast(size_t size, size_t *usable) {
     zp_heap *heap = zp_tl_heap;
-    if (zp_likely(size <= ZP_MAX_CLASS_SIZE)) {
+    if (zp_likely(size <= ZP_DIRECT_MAX)) {
+        zp_page *page = heap->direct_small[(size + 15) >> 4];
+        zp_block *b = page->free;
+        if (zp_likely(b != NULL)) {
+            page->free = b->next;
+            page->used++;
+            zp_count(&heap->live[page->cls], 1);
+            *usable = page->block_size;
+            return b;
+        }
+    } else if (zp_likely(size <= ZP_MAX_CLASS_SIZE)) {
         unsigned cls = zp_class_of(size);
         zp_page *page = heap->direct[cls];
         zp_block *b = page->free;
@@ -396,6 +455,25 @@ static inline void *zp_malloc_fast(size_t size, size_t *usable) {
         }
     }
     return zp_malloc_generic(heap, size, usable);
+}
+
+/* The fast path alone, for callers with a slow path of their own: NULL,
+ * with nothing done, when it cannot serve the request at once. Sizes up to
+ * ZP_DIRECT_MAX (0 included: slot 0 is class 0). */
+static inline void *zp_malloc_try(size_t size, size_t *usable) {
+    zp_heap *heap = zp_tl_heap;
+    if (zp_likely(size <= ZP_DIRECT_MAX)) {
+        zp_page *page = heap->direct_small[(size + 15) >> 4];
+        zp_block *b = page->free;
+        if (zp_likely(b != NULL)) {
+            page->free = b->next;
+            page->used++;
+            zp_count(&heap->live[page->cls], 1);
+            *usable = page->block_size;
+            return b;
+        }
+    }
+    return NULL;
 }
 
 /* free: mask to the segment, index the page; if this thread owns the page
@@ -411,6 +489,9 @@ static inline void zp_free_fast(void *p) {
         page->free = b;
         zp_count(&heap->live[page->cls], -1);
         if (zp_likely(--page->used != 0)) return;
+        /* The only page of its class stays (zp_heap_page_retire's first
+         * rule, tested here: an alloc/free pair empties it every time). */
+        if (page->next == NULL && heap->queues[page->cls].first == page) return;
         zp_heap_page_retire(heap, page);
         return;
     }

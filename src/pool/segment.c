@@ -240,7 +240,7 @@ int zp_segments_reclaim(zp_heap *heap, unsigned kind) {
             continue;
         }
         zp_pageq_push_back(&heap->queues[pg->cls], pg);
-        heap->direct[pg->cls] = heap->queues[pg->cls].first;
+        zp_heap_set_direct(heap, pg->cls, heap->queues[pg->cls].first);
     }
     if (seg->free_mask)
         zp_segq_push_front(&heap->segments[kind], seg);

@@ -19,7 +19,6 @@
  */
 #include <stdio.h>
 
-#include "backend.h"
 #include "pool.h"
 
 typedef struct class_sums {
@@ -50,7 +49,7 @@ static size_t class_page_bytes(unsigned c) {
                                     : ZP_SEG_SIZE - ZP_HDR_SIZE;
 }
 
-static void fill(const class_sums *s, zm_be_stats *out) {
+static void fill(const class_sums *s, zp_stats *out) {
     size_t small = 0;
     for (unsigned c = 0; c < ZP_NCLASSES; c++) small += (size_t)s->live[c] * zp_class_size(c);
     size_t huge_live = atomic_load_explicit(&zp_stat.huge_live, memory_order_relaxed);
@@ -65,19 +64,18 @@ static void fill(const class_sums *s, zm_be_stats *out) {
     out->frag_smallbins = out->active - out->allocated;
 }
 
-void zm_be_get_stats(int refresh, zm_be_stats *out) {
-    (void)refresh; /* counters are always current */
+void zp_stats_get(zp_stats *out) {
     zp_rbatch_flush_if(zp_tl_heap);
     class_sums s;
     sum_classes(&s);
     fill(&s, out);
 }
 
-void zm_be_print_stats(FILE *out, int json) {
+void zp_stats_print(FILE *out, int json) {
     zp_rbatch_flush_if(zp_tl_heap);
     class_sums s;
     sum_classes(&s);
-    zm_be_stats st;
+    zp_stats st;
     fill(&s, &st);
     size_t segments = atomic_load_explicit(&zp_stat.segments, memory_order_relaxed);
     size_t abandoned = atomic_load_explicit(&zp_stat.abandoned, memory_order_relaxed);
