@@ -397,7 +397,13 @@ __attribute__((malloc, alloc_size(2))) void *ztrymalloc_aligned(size_t alignment
  * allocation is retried while the handler frees something, at most
  * ZMALLOC_RECLAIM_ROUNDS times; only then does ztry* return NULL or z* call
  * the OOM handler. An allocation made from inside the handler does not call
- * the handler again. NULL removes the handler. */
+ * the handler again. NULL removes the handler.
+ * The handler may free the very block a zrealloc/ztryrealloc (or
+ * zrealloc_with_flags) is resizing: that block is held back while the
+ * handler runs and released when it returns; the reallocation then stops
+ * and returns NULL with errno ECANCELED, without calling the OOM handler,
+ * and the caller must treat the old pointer as freed (it was, by the
+ * program's own handler). The handler must not reallocate that block. */
 #define ZMALLOC_RECLAIM_ROUNDS 16
 void zmalloc_set_reclaim_handler(size_t (*handler)(size_t needed));
 
