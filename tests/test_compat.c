@@ -63,18 +63,21 @@ static void test_allocator_info_form(void) {
      * backend's own bookkeeping, far below the 8 MiB that would show if
      * two figures traded places. */
     size_t slack = (size_t)1 << 20;
-    CHECK(a >= big);
+    /* Under a sanitizer or valgrind, glibc's mallinfo2 sees nothing: the
+     * libc backend's figures are zeros there (still the same in every form). */
+    size_t want = (ZMALLOC_BACKEND_LIBC && malloc_replaced_by_tool()) ? 0 : big;
+    CHECK(a >= want);
     CHECK(far_apart(a, fa) < slack);
     CHECK(far_apart(c, fc) < slack);
     CHECK(far_apart(r, fr) < slack);
     CHECK(far_apart(ret, fret) < slack);
     CHECK(far_apart(m, fm) < slack);
     CHECK(far_apart(f, ff) < slack);
-    CHECK(c >= a && r >= big);
+    CHECK(c >= a && r >= want);
     /* The named forms answer whatever the value. */
-    CHECK(zmalloc_get_allocator_info_v70(&a, &c, &r) == 1 && a >= big);
-    CHECK(zmalloc_get_allocator_info_valkey80(&a, &c, &r, NULL, NULL, &f) == 1 && a >= big);
-    CHECK(zmalloc_get_allocator_info_valkey91(&a, &c, &r, NULL, NULL) == 1 && a >= big);
+    CHECK(zmalloc_get_allocator_info_v70(&a, &c, &r) == 1 && a >= want);
+    CHECK(zmalloc_get_allocator_info_valkey80(&a, &c, &r, NULL, NULL, &f) == 1 && a >= want);
+    CHECK(zmalloc_get_allocator_info_valkey91(&a, &c, &r, NULL, NULL) == 1 && a >= want);
     zfree(p);
 }
 

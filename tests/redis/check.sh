@@ -37,6 +37,10 @@
 #   REDIS_CHECK_SKIPS       file with the skipped tests (default tests/redis/skiptests.txt)
 #   REDIS_CHECK_SHIM_DIRS   extra shim directories (default tests/redis/defrag)
 #   REDIS_CHECK_CLIENTS     runtest --clients (default 2)
+#   REDIS_CHECK_PARALLEL=0  one server after the other (default 1: side by
+#                           side, each with its own port range)
+#   REDIS_CHECK_PORT_SLOT   first port range (default 0; another number lets
+#                           two runs of this script share the machine)
 #   REDIS_CHECK_SKIP_INSTALL=1  reuse build/redis/install-<backend> (no make install)
 #   REDIS_CHECK_SKIP_BUILD=1  reuse every server tree as built before (by
 #                           default a tree is reused only when its stamp, a
@@ -85,6 +89,7 @@ UNITS_FILE=${REDIS_CHECK_UNITS:-$HERE/units.txt}
 SKIP_FILE=${REDIS_CHECK_SKIPS:-$HERE/skiptests.txt}
 SHIM_DIRS=${REDIS_CHECK_SHIM_DIRS:-$HERE/defrag}
 CLIENTS=${REDIS_CHECK_CLIENTS:-2}
+PARALLEL=${REDIS_CHECK_PARALLEL:-1}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 T0=$(date +%s)
 
@@ -130,7 +135,17 @@ WARNINGS=()
 # Servers we start; killed on any exit.
 SERVER_PIDS=()
 . "$ROOT/tests/redis/common.sh" # free_port, stop_all_servers
-trap stop_all_servers EXIT
+# Servers checked side by side (REDIS_CHECK_PARALLEL): their subshells,
+# stopped with the script.
+BG_PIDS=()
+stop_background() {
+    local p
+    for p in "${BG_PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+    stop_all_servers
+}
+trap stop_background EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- apt
@@ -471,7 +486,7 @@ info_field() { # field -> value from INFO memory
 
 check_server() { # server backend tree
     local name=$1 b=$2 tree=$3 port dir=$SB/run-$1-$2
-    port=$(free_port 27100)
+    port=$(free_port $((45000 + SERVER_IDX * 100)))
     rm -rf "$dir"
     log "[$name/$b] starting $(basename "$(server_bin "$tree" server)") on 127.0.0.1:$port"
     start_server "$tree" "$port" "$dir"
@@ -645,7 +660,11 @@ run_tests() { # server backend tree
     cpu_now
     c0=$CPU_NOW
     log "[$name/$b] ./runtest --clients $CLIENTS on ${#units[@]} units, $skips test(s) skipped by name (log: $logf)"
+    # Each server's runtest gets a port range of its own (servers may run
+    # side by side): 2000 ports from 21111 + 2000 * index; cluster bus ports
+    # (+10000) stay below the 45000+ of the INFO checks.
     (cd "$tree" && timeout --kill-after=30 1500 ./runtest --clients "$CLIENTS" --timeout 600 \
+        --baseport $((21111 + 2000 * SERVER_IDX)) --portcount 2000 \
         --dump-logs "${args[@]}" </dev/null >"$logf" 2>&1) || rc=$?
     kill_tree_servers "$tree"
     cpu_now
@@ -674,8 +693,10 @@ run_tests() { # server backend tree
 # ---------------------------------------------------------------- main
 # One server from source to runtest. Runs in a subshell of its own (die
 # ends only this server), servers it started stopped on its exit.
+SERVER_IDX=0
 check_one_server() { # server index
     local name=$1 idx=$2 b
+    SERVER_IDX=$((idx + ${REDIS_CHECK_PORT_SLOT:-0}))
     SERVER_PIDS=()
     trap stop_all_servers EXIT
     if [ "$name" = debian ]; then fetch_debian_source; else fetch_tarball_source "$name"; fi
@@ -718,17 +739,45 @@ main() {
     for b in $BACKENDS; do
         install_zmalloc "$b"
     done
-    local name idx=0 failed=() times=() t
-    for name in $SERVERS; do
-        t=$(date +%s)
-        if (check_one_server "$name" "$idx"); then
-            times+=("$name ok $(($(date +%s) - t))s")
-        else
-            failed+=("$name")
-            times+=("$name FAILED $(($(date +%s) - t))s")
-        fi
-        idx=$((idx + 1))
-    done
+    local name idx=0 failed=() times=() t pids=() names=()
+    if [ "$PARALLEL" = 1 ]; then
+        # Side by side: a server's tests spend much of their time waiting
+        # (replication, expiry, timeouts), so two suites share 2 cores well.
+        # Each server's output goes to its own file, shown whole at the end.
+        for name in $SERVERS; do
+            (
+                t=$(date +%s)
+                rc=0
+                (check_one_server "$name" "$idx") || rc=$?
+                echo "$rc $(($(date +%s) - t))" >"$LOGS/check-$name.rc"
+            ) >"$LOGS/check-$name.log" 2>&1 &
+            pids+=($!)
+            BG_PIDS+=($!)
+            names+=("$name")
+            log "[$name] started (output: $LOGS/check-$name.log)"
+            idx=$((idx + 1))
+        done
+        local k rc dt
+        for k in "${!pids[@]}"; do
+            wait "${pids[$k]}" || true
+            name=${names[$k]}
+            echo "================ $name ================"
+            cat "$LOGS/check-$name.log"
+            read -r rc dt <"$LOGS/check-$name.rc" || { rc=1 dt=?; }
+            if [ "$rc" = 0 ]; then times+=("$name ok ${dt}s"); else failed+=("$name"); times+=("$name FAILED ${dt}s"); fi
+        done
+    else
+        for name in $SERVERS; do
+            t=$(date +%s)
+            if (check_one_server "$name" "$idx"); then
+                times+=("$name ok $(($(date +%s) - t))s")
+            else
+                failed+=("$name")
+                times+=("$name FAILED $(($(date +%s) - t))s")
+            fi
+            idx=$((idx + 1))
+        done
+    fi
     log "servers: ${times[*]}"
     [ "${#failed[@]}" -eq 0 ] || die "servers failed: ${failed[*]} (logs in $LOGS)"
     log "redis-check passed"
