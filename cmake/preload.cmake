@@ -19,7 +19,7 @@ set(ZM_PRELOAD_SOURCES src/preload.c src/preload_stats.c src/account.c src/lifec
                        src/platform.c src/options.c ${ZM_BACKEND_SOURCES})
 set(ZM_PRELOAD_NAME zmalloc-preload)
 if(ZMALLOC_DEBUG)
-  list(APPEND ZM_PRELOAD_SOURCES src/debug.c)
+  list(APPEND ZM_PRELOAD_SOURCES src/debug.c src/debug_report.c)
   set(ZM_PRELOAD_NAME zmalloc-preload-debug)
 endif()
 

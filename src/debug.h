@@ -6,8 +6,8 @@
  * *usable is always exactly the size requested, and zm_dbg_usable_size()
  * answers that size, so the front end accounts requested bytes and code
  * that uses its "usable" space stays inside the guarded block. The
- * design (block layout, tables, quarantine, locking) is described at the
- * top of debug.c.
+ * design (block layout, records, homes, quarantine, locking) is described
+ * at the top of debug.c; debug_report.c formats the reports.
  */
 #ifndef ZMALLOC_DEBUG_H
 #define ZMALLOC_DEBUG_H
@@ -31,7 +31,10 @@ void zm_dbg_free(void *ptr, size_t usable);
  * allocation site used when the caller's macros gave no file:line. */
 void zm_dbg_note_caller(void *return_address);
 
-/* Lifecycle hooks (lifecycle.h): the shard locks around fork. */
+/* Lifecycle hooks (src/lifecycle.c calls them in layer order). A thread's
+ * exit hands its home (records, quarantine) to the next new thread; fork
+ * holds every home's lock across the fork. */
+void zm_dbg_thread_exit(void);
 void zm_dbg_fork_prepare(void);
 void zm_dbg_fork_parent(void);
 void zm_dbg_fork_child(void);

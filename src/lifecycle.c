@@ -48,6 +48,9 @@ static void on_thread_exit(void *value) {
     zm_preload_stats_thread_exit();
 #endif
     zm_account_thread_exit();
+#if ZMALLOC_DEBUG_BUILD
+    zm_dbg_thread_exit();
+#endif
 #if ZM_BACKEND_HAS_LIFECYCLE
     zm_be_thread_exit();
 #endif

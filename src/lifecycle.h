@@ -18,7 +18,7 @@
  *              (account.h); in the preload library also
  *              zm_preload_stats_thread_exit, zm_preload_stats_fork_child
  *              (preload.h)
- *   debug      zm_dbg_fork_{prepare,parent,child} (debug.h)
+ *   debug      zm_dbg_thread_exit, zm_dbg_fork_{prepare,parent,child} (debug.h)
  *   backend    zm_be_thread_exit, zm_be_fork_{prepare,parent,child}
  *              (backend.h, when ZM_BACKEND_HAS_LIFECYCLE)
  * Each thread-exit hook reads its own thread-local state and must be safe
