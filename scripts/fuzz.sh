@@ -9,7 +9,7 @@ BUILD=${BUILD:-build}
 mkdir -p "$BUILD"
 RUNS=${FUZZ_RUNS:-20000}
 . scripts/backends.sh
-read -r -a backends <<<"$(available_backends 2>/dev/null)"
+read -r -a backends <<<"$(selected_backends 2>/dev/null)"
 status=0
 for b in libc pool; do
   [[ " ${backends[*]} " == *" $b "* ]] || continue

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # make test: the same suite on every backend that can be built here, then
 # the correctness builds (ASan+UBSan, TSan, verification mode, libFuzzer).
+# BACKENDS="pool libc" (make test BACKENDS=...) tests just those backends:
+# their suites, link matrix, verification builds, and the sanitizer,
+# valgrind, fuzz and preload runs that are built on one of them.
 # Prints which backends were skipped and why, and a final
 # "N passed, M failed" line counting test programs.
 set -u
@@ -39,8 +42,10 @@ run_suite() { # name, cmake flags..., [-- ctest args]
   fi
 }
 
-read -r -a backends <<<"$(available_backends)"
+selected=$(selected_backends) || exit 1
+read -r -a backends <<<"$selected"
 echo "backends to test: ${backends[*]}"
+testing() { [[ " ${backends[*]} " == *" $1 "* ]]; }
 for b in "${backends[@]}"; do
   read -r -a f <<<"$(backend_flags "$b")"
   run_suite "$b" "${f[@]}"
@@ -61,14 +66,18 @@ done
 
 # Sanitizer builds: ASan+UBSan on libc (and pool when built), TSan on the
 # threaded tests of the default backend.
-run_suite asan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=address,undefined
-run_suite tsan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=thread -- -R "account|limits|soak"
-if [[ " ${backends[*]} " == *" pool "* ]]; then
+if testing libc; then
+  run_suite asan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=address,undefined
+  run_suite tsan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=thread -- -R "account|limits|soak"
+fi
+if testing pool; then
   run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|limits|thread|remote|fork|churn|soak"
 fi
 # valgrind memcheck over the libc build's tests (it replaces glibc malloc
 # and checks every access of the front end and the tests).
-if command -v valgrind >/dev/null && [ -d "$BUILD/test-libc/tests" ]; then
+if ! testing libc; then
+  :
+elif command -v valgrind >/dev/null; then
   echo "== valgrind-libc"
   for t in "$BUILD"/test-libc/tests/test_*; do
     [ -x "$t" ] || continue
@@ -84,13 +93,13 @@ else
   echo "skipped valgrind: not installed"
 fi
 # Verification mode on the backends the issue names.
-if [ -f src/debug.c ]; then
-  for b in pool libc jemalloc; do
-    [[ " ${backends[*]} " == *" $b "* ]] && run_suite "debug-$b" -DZMALLOC_MALLOC=$b -DZMALLOC_DEBUG=ON
-  done
-fi
+for b in pool libc jemalloc; do
+  if testing $b; then run_suite "debug-$b" -DZMALLOC_MALLOC=$b -DZMALLOC_DEBUG=ON; fi
+done
 # libFuzzer harnesses: a fixed number of runs each.
-if [ -x scripts/fuzz.sh ] && command -v clang >/dev/null; then
+if ! testing libc && ! testing pool; then
+  :
+elif command -v clang >/dev/null; then
   echo "== fuzz"
   if bash scripts/fuzz.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("fuzz"); fi
 else
@@ -99,7 +108,7 @@ fi
 
 # Real programs under the preload library of the pool build (tests/preload):
 # its "preload: N passed, M failed" line adds to the totals.
-if [ -f tests/preload/run.sh ] && [[ " ${backends[*]} " == *" pool "* ]]; then
+if testing pool; then
   echo "== preload"
   bash tests/preload/run.sh "$BUILD/test-pool" >"$BUILD/test-preload.log" 2>&1
   rc=$?
