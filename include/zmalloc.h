@@ -425,8 +425,9 @@ size_t zmalloc_get_memory_limit(void);
  * overflow|heap underflow|double free|invalid free ...": address, requested
  * size, the wrong bytes, the allocation site) and aborts, at the latest when
  * the block is freed or reallocated. Freed blocks are filled with 0xdf and
- * kept in a bounded quarantine (per shard of allocating threads: the last
- * 512 blocks and 1 MiB; 32 shards), so a write into one is reported
+ * kept in a bounded quarantine (per allocating thread: the last 512 blocks
+ * and 1 MiB, options quarantine_blocks and quarantine_bytes), so a write
+ * into one is reported
  * ("zmalloc: use after free ...") by zmalloc_verify() or when it leaves the
  * quarantine. New blocks are filled with 0xbe (zcalloc: zeros);
  * zmalloc_usable_size() is exactly the requested size; zrealloc always

@@ -39,11 +39,11 @@
     X(LEAK_REPORT, "leak_report", 0,                                                             \
       "verification builds: 1 prints zmalloc_report_leaks() to stderr at exit")                 \
     X(QUARANTINE_BLOCKS, "quarantine_blocks", 512,                                               \
-      "verification builds: freed blocks each quarantine holds before the oldest is checked "    \
-      "and released")                                                                            \
+      "verification builds: freed blocks each thread's quarantine holds before the oldest is "   \
+      "checked and released")                                                                            \
     X(QUARANTINE_BYTES, "quarantine_bytes", (1 << 20),                                           \
-      "verification builds: bytes each quarantine holds; a freed block larger than this goes "   \
-      "straight back to the backend")                                                                      \
+      "verification builds: bytes each thread's quarantine holds; a freed block larger than "    \
+      "this goes straight back to the backend")                                                  \
     /* preload library (libzmalloc-preload.so) */                                                \
     X(STATS, "stats", "",                                                                        \
       "preload library: 1 prints allocation statistics to stderr at exit, json prints them as "  \
