@@ -102,6 +102,8 @@
  * Data
  * --------------------------------------------------------------------- */
 
+_Static_assert(sizeof(dbg_block) == 64, "a record is one cache line");
+
 typedef struct chunk {
     struct chunk *next;
     size_t n;
@@ -549,7 +551,7 @@ static void release_evicted(evicted *ev) {
     zm_dbg_sink_init(&s, 0);
     for (size_t i = 0; i < ev->n; i++) {
         zm_dbg_check_block(&ev->b[i], &s);
-        zm_be_free(ev->b[i].raw, ev->b[i].raw_size);
+        zm_be_free(DBG_RAW(&ev->b[i]), ev->b[i].raw_size);
     }
     ev->n = 0;
     if (dbg_unlikely(s.n || s.lost)) zm_dbg_print_sink(&s);
@@ -596,6 +598,10 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
     /* FRONT, rounded up to the alignment (the backend aligns raw). */
     size_t front = align > 16 ? (FRONT + align - 1) & ~(align - 1) : FRONT;
     size_t total = front + size + GUARD, raw_size = 0;
+    if (dbg_unlikely(front >= ((size_t)1 << 30))) { /* dbg_block.front has 30 bits */
+        errno = EINVAL;
+        return NULL;
+    }
     unsigned char *raw = NULL;
     for (int attempt = 0; attempt < 2 && !raw; attempt++) {
         if (attempt) quarantine_drain();
@@ -623,7 +629,7 @@ static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
         if (dbg_likely(b != NULL)) {
             b->user = user;
             b->size = size;
-            b->raw = raw;
+            b->front = (unsigned)front;
             b->raw_size = raw_size;
             b->freed = 0;
             b->free_ra = NULL;
@@ -703,7 +709,7 @@ static void retire_and_unlock(dbg_home *h, dbg_block *b, int filled) {
     ev.n = 0;
     if (dbg_unlikely(b->size > q_limit.bytes)) {
         /* Too large to quarantine: straight back, after the unlock. */
-        unsigned char *raw = b->raw;
+        unsigned char *raw = DBG_RAW(b);
         size_t raw_size = b->raw_size;
         record_free(h, b);
         lock_drop(&h->lock);

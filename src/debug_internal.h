@@ -22,21 +22,26 @@
 struct dbg_home;
 
 /* One live or quarantined block, kept outside the block so that stray
- * writes cannot corrupt what the checks rely on. */
+ * writes cannot corrupt what the checks rely on. One cache line: a free
+ * reads it once. */
 typedef struct dbg_block {
-    struct dbg_block *spare_next; /* free list of spare records         */
-    unsigned char *user;          /* what the caller got                */
-    size_t size;                  /* bytes requested                    */
-    unsigned char *raw;           /* the backend's block                */
-    size_t raw_size;              /* its usable size, for zm_be_free    */
-    struct dbg_home *home;        /* the home that owns the record      */
-    const char *file;             /* allocation site: file:line if known, */
+    unsigned char *user;   /* what the caller got                       */
+    size_t size;           /* bytes requested                           */
+    size_t raw_size;       /* the backend block's usable size           */
+    struct dbg_home *home; /* the home that owns the record             */
+    const char *file;      /* allocation site: file:line if known,      */
+    void *alloc_ra;        /* else the caller's return address          */
+    union {
+        void *free_ra;                /* who freed it (quarantined)     */
+        struct dbg_block *spare_next; /* free list of spare records     */
+    };
     int line;
-    int freed;      /* 1 while in quarantine                    */
-    int in_use;     /* 0: a spare record                        */
-    void *alloc_ra; /* else the caller's return address         */
-    void *free_ra;  /* who freed it (quarantined blocks)        */
-} dbg_block;
+    unsigned front : 30; /* user - front is the backend's block         */
+    unsigned freed : 1;  /* 1 while in quarantine                       */
+    unsigned in_use : 1; /* 0: a spare record                           */
+} __attribute__((aligned(64))) dbg_block;
+
+#define DBG_RAW(b) ((b)->user - (b)->front)
 
 /* What was found wrong with one block, collected under a lock and printed
  * after it is released. */

@@ -134,7 +134,7 @@ typedef struct container_search {
 
 static int container_fn(dbg_block *b, void *arg) {
     container_search *cs = arg;
-    if (cs->p < b->raw || cs->p >= b->user + b->size + DBG_GUARD) return 0;
+    if (cs->p < DBG_RAW(b) || cs->p >= b->user + b->size + DBG_GUARD) return 0;
     cs->found = *b;
     cs->ok = 1;
     return 1;
