@@ -9,11 +9,19 @@
  *
  * Heaps are carved from mmap'd metadata chunks and recycled, never unmapped:
  * a remote freer may read a page's stale owner pointer, and it must point at
- * readable memory. At thread exit zp_heap_thread_exit() abandons the heap;
- * lifecycle.c calls it, and the fork hooks below, in layer order (this file
- * registers no pthread key and no atfork handler itself). Global state
- * (heap registry, metadata) sits behind one spin lock, which the fork
- * hooks take so the child inherits consistent lists.
+ * readable memory. At thread exit (zp_heap_thread_exit(), which
+ * lifecycle.c calls, with the fork hooks below, in layer order: this file
+ * registers no pthread key and no atfork handler itself) the heap is
+ * parked whole, pages, queues and dirty list included, for the next thread
+ * that starts: a thread pool or a server that starts a thread per client
+ * then pays no syscall and no page fault per thread, and the blocks an
+ * exited thread handed to others come back to its successor as remote
+ * frees. At most heap_park_max heaps wait, each for at most dirty_age_ms
+ * (the purge timer of running heaps and zm_be_purge abandon them then);
+ * beyond that a heap is abandoned at once: its segments still in use go on
+ * the abandoned list for other heaps to adopt. Global state (heap
+ * registry, parked heaps, metadata) sits behind one spin lock, which the
+ * fork hooks take so the child inherits consistent lists.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +44,9 @@ zp_counters zp_stat;
 static zp_lock global_lock;
 static zp_heap *heap_registry;   /* live and orphaned heaps */
 static zp_heap *heap_free_list;  /* recycled heap structs */
+static zp_heap *heap_parked;     /* exited threads' heaps, newest first */
+static size_t parked_count;
+static _Atomic size_t parked_hint; /* parked_count, readable without the lock */
 static char *meta_cursor, *meta_end, *meta_touched;
 
 void zp_lock_acquire(zp_lock *l) {
@@ -102,12 +113,20 @@ static ZP_COLD zp_heap *heap_init_thread(void) {
     /* platform.c caches the page size in a plain variable: its first write
      * happens here, under the lock every thread takes before it maps. */
     (void)zm_os_page_size();
-    zp_heap *heap = heap_struct_alloc();
-    if (heap) {
-        heap_reset(heap);
-        heap->next_heap = heap_registry;
-        if (heap_registry) heap_registry->prev_heap = heap;
-        heap_registry = heap;
+    zp_heap *heap = heap_parked;
+    if (heap) { /* newest first: its memory is the most likely cached */
+        heap_parked = heap->next_parked;
+        parked_count--;
+        atomic_store_explicit(&parked_hint, parked_count, memory_order_relaxed);
+        heap->next_parked = NULL;
+    } else {
+        heap = heap_struct_alloc();
+        if (heap) {
+            heap_reset(heap);
+            heap->next_heap = heap_registry;
+            if (heap_registry) heap_registry->prev_heap = heap;
+            heap_registry = heap;
+        }
     }
     zp_lock_release(&global_lock);
     if (!heap) return NULL;
@@ -433,6 +452,7 @@ int zp_purge(void) {
     /* Other threads' pages belong to them: ask, they purge on their next
      * slow path. */
     zp_heap_registry_each(request_purge, heap);
+    zp_heaps_expire_parked(1);
     zp_segments_collect_abandoned();
     zp_segments_release_cache();
     zp_huge_cache_release();
@@ -463,14 +483,8 @@ static void heap_abandon(zp_heap *heap) {
     zp_segments_abandon(heap);
 }
 
-void zp_heap_thread_exit(void) {
-    zp_heap *heap = zp_tl_heap;
-    if (heap == &zp_empty_heap) return;
-    /* Push the held remote frees first: they may land on our own pages
-     * (segments reclaimed since) or our xdelayed, which abandon drains. */
-    zp_rbatch_flush_if(heap);
-    heap_abandon(heap);
-    zp_tl_heap = &zp_empty_heap;
+/* Fold an abandoned heap's counters into the globals and recycle it. */
+static void heap_retire(zp_heap *heap) {
     zp_lock_acquire(&global_lock);
     for (unsigned c = 0; c < ZP_NCLASSES; c++) {
         long v = atomic_load_explicit(&heap->live[c], memory_order_relaxed);
@@ -485,6 +499,62 @@ void zp_heap_thread_exit(void) {
     heap->next_heap = heap_free_list;
     heap_free_list = heap;
     zp_lock_release(&global_lock);
+}
+
+/* Park heap for the next thread; 0 when the parking lot is full. Its dirty
+ * pages beyond the reserve go back first, so a parked heap holds little
+ * more than its pages in use. It stays in the registry: statistics still
+ * sum its counters. */
+static int heap_park(zp_heap *heap) {
+    zp_heap_purge_to(heap, zp_pol.dirty_reserve);
+    ZP_CHECK_HEAP(heap);
+    zp_lock_acquire(&global_lock);
+    int ok = parked_count < zp_pol.heap_park_max && !heap->orphan;
+    if (ok) {
+        heap->parked_since = zm_os_clock_ms();
+        heap->next_parked = heap_parked;
+        heap_parked = heap;
+        parked_count++;
+        atomic_store_explicit(&parked_hint, parked_count, memory_order_relaxed);
+    }
+    zp_lock_release(&global_lock);
+    return ok;
+}
+
+void zp_heaps_expire_parked(int all) {
+    if (!atomic_load_explicit(&parked_hint, memory_order_relaxed)) return;
+    uint64_t now = zm_os_clock_ms();
+    for (;;) {
+        /* The oldest is last: take it if it aged out (any, with all). */
+        zp_lock_acquire(&global_lock);
+        zp_heap **link = &heap_parked;
+        while (*link && (*link)->next_parked) link = &(*link)->next_parked;
+        zp_heap *old = *link;
+        if (old && (all || now - old->parked_since >= zp_pol.dirty_age_ms)) {
+            *link = NULL;
+            parked_count--;
+            atomic_store_explicit(&parked_hint, parked_count, memory_order_relaxed);
+        } else {
+            old = NULL;
+        }
+        zp_lock_release(&global_lock);
+        if (!old) return;
+        /* Nobody else can reach it now: abandon it as its thread would. */
+        heap_abandon(old);
+        heap_retire(old);
+    }
+}
+
+void zp_heap_thread_exit(void) {
+    zp_heap *heap = zp_tl_heap;
+    if (heap == &zp_empty_heap) return;
+    /* Push the held remote frees first: they may land on our own pages
+     * (segments reclaimed since) or our xdelayed, which abandon drains. */
+    zp_rbatch_flush_if(heap);
+    zp_tl_heap = &zp_empty_heap;
+    if (heap_park(heap)) return;
+    heap_abandon(heap);
+    heap_retire(heap);
 }
 
 /* ---- fork ----------------------------------------------------------------------------- */
@@ -514,6 +584,10 @@ void zp_heap_fork_child(void) {
     zp_heap *self = zp_tl_heap;
     for (zp_heap *h = heap_registry; h; h = h->next_heap)
         if (h != self) h->orphan = 1;
+    /* Parked heaps are orphans too: simplest to leave them all alone. */
+    heap_parked = NULL;
+    parked_count = 0;
+    atomic_store_explicit(&parked_hint, 0, memory_order_relaxed);
     if (self == &zp_empty_heap) return;
     /* A parent thread may have died (for us) halfway through notifying one
      * of our full pages: put the page back to "notify me". */

@@ -233,11 +233,14 @@ typedef struct zp_heap {
     uint64_t rb_mask[2]; /* bit c: rb[c] holds blocks */
     size_t rb_bytes;
     int orphan; /* after fork: the thread does not exist in this process */
-    struct zp_heap *next_heap, *prev_heap; /* registry, under zp_global_lock */
+    struct zp_heap *next_heap, *prev_heap; /* registry, under heap.c's global_lock */
     /* Every heap struct ever carved (they are recycled, never unmapped),
      * newest first: set once before publication and kept across reuse, so
      * zp_used_bytes() walks it with no lock, from a signal handler too. */
     struct zp_heap *next_all;
+    /* Parked (its thread exited, heap.c): the next parked one, and when. */
+    struct zp_heap *next_parked;
+    uint64_t parked_since;
 } zp_heap;
 
 /* The page that serves class cls first (the empty page when none). */
@@ -314,6 +317,7 @@ void zp_huge_fork_child(void) ZP_HIDDEN;
 #define ZP_DEFAULT_HUGE_CACHE_BYTES ((size_t)32 << 20)
 #define ZP_DEFAULT_HUGE_CACHE_ENTRY_MAX (((size_t)4 << 20) + ZP_HDR_SIZE)
 #define ZP_DEFAULT_HUGE_CACHE_AGE_MS 250u
+#define ZP_DEFAULT_HEAP_PARK_MAX 8u
 typedef struct zp_policy {
     uint64_t dirty_age_ms;      /* a free page stays resident at least this long */
     uint64_t purge_interval_ms; /* the timer looks at a heap's dirty pages this often */
@@ -323,6 +327,7 @@ typedef struct zp_policy {
     size_t huge_cache_bytes;    /* bytes of freed huge mappings kept for reuse */
     size_t huge_cache_entry_max; /* largest mapping the huge cache keeps */
     uint64_t huge_cache_age_ms; /* how long a cached huge mapping waits */
+    size_t heap_park_max;       /* exited threads' heaps kept whole for new threads */
 } zp_policy;
 extern zp_policy zp_pol ZP_HIDDEN;
 void zp_policy_init(void) ZP_HIDDEN;
@@ -334,6 +339,10 @@ void zp_heap_dirty_add(zp_heap *heap, zp_page *page) ZP_HIDDEN;
 zp_page *zp_heap_dirty_take(zp_heap *heap, unsigned kind) ZP_HIDDEN;
 void zp_heap_purge_tick(zp_heap *heap) ZP_HIDDEN;
 void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) ZP_HIDDEN;
+void zp_heap_purge_to(zp_heap *heap, size_t keep) ZP_HIDDEN;
+/* heap.c: parked heaps older than dirty_age_ms are abandoned (from the
+ * purge timer); with all set, every parked heap (zm_be_purge). */
+void zp_heaps_expire_parked(int all) ZP_HIDDEN;
 
 /* check.c: the checked build (ZMALLOC_POOL_CHECK) verifies the pool's
  * invariants on its slow paths and aborts with a message naming the first

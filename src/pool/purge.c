@@ -30,6 +30,7 @@ zp_policy zp_pol = {
     .huge_cache_bytes = ZP_DEFAULT_HUGE_CACHE_BYTES,
     .huge_cache_entry_max = ZP_DEFAULT_HUGE_CACHE_ENTRY_MAX,
     .huge_cache_age_ms = ZP_DEFAULT_HUGE_CACHE_AGE_MS,
+    .heap_park_max = ZP_DEFAULT_HEAP_PARK_MAX,
 };
 
 void zp_policy_init(void) {
@@ -75,13 +76,17 @@ void zp_heap_purge_dirty(zp_heap *heap, uint64_t older_than_ms) {
     heap->last_purge_ms = now;
 }
 
+/* The timer, from a heap's page-allocation slow path: its own aged dirty
+ * pages, and the heaps of exited threads parked too long. */
 void zp_heap_purge_tick(zp_heap *heap) {
-    if (zm_os_clock_ms() - heap->last_purge_ms >= zp_pol.purge_interval_ms)
+    if (zm_os_clock_ms() - heap->last_purge_ms >= zp_pol.purge_interval_ms) {
         zp_heap_purge_dirty(heap, zp_pol.dirty_age_ms);
+        zp_heaps_expire_parked(0);
+    }
 }
 
 /* Purge the oldest dirty pages until the heap holds at most `keep` bytes. */
-static void purge_to(zp_heap *heap, size_t keep) {
+void zp_heap_purge_to(zp_heap *heap, size_t keep) {
     for (unsigned k = 0; heap->dirty_bytes > keep; k = (k + 1) % ZP_KINDS) {
         zp_page *pg = heap->dirty[k].last;
         if (pg) purge_page(heap, k, pg);
@@ -96,7 +101,7 @@ void zp_heap_dirty_add(zp_heap *heap, zp_page *page) {
     zp_pageq_push_front(&heap->dirty[kind], page);
     heap->dirty_bytes += zp_page_touched(page);
     if (heap->dirty_bytes > zp_pol.dirty_max)
-        purge_to(heap, zp_pol.dirty_max / 2);
+        zp_heap_purge_to(heap, zp_pol.dirty_max / 2);
     else if (now - heap->last_purge_ms >= zp_pol.purge_interval_ms)
         zp_heap_purge_dirty(heap, zp_pol.dirty_age_ms);
 }
