@@ -44,6 +44,34 @@
     X(QUARANTINE_BYTES, "quarantine_bytes", (1 << 20),                                           \
       "verification builds: bytes each thread's quarantine holds; a freed block larger than "    \
       "this goes straight back to the backend")                                                  \
+    /* pool backend (src/pool/purge.c reads these once, when the first heap is made) */        \
+    X(POOL_DIRTY_AGE_MS, "pool_dirty_age_ms", 1000,                                              \
+      "pool: ms a free page stays resident before the purge timer may return it to the OS; "     \
+      "also how long an exited thread's parked heap waits")                                      \
+    X(POOL_PURGE_INTERVAL_MS, "pool_purge_interval_ms", 250,                                     \
+      "pool: ms between two looks of a heap's purge timer at its dirty pages (from its slow "    \
+      "paths)")                                                                                  \
+    X(POOL_DIRTY_RESERVE, "pool_dirty_reserve", (2 << 20),                                       \
+      "pool: bytes of free pages per heap the purge timer leaves resident (zmalloc_purge "       \
+      "returns them)")                                                                           \
+    X(POOL_DIRTY_MAX, "pool_dirty_max", (64 << 20),                                              \
+      "pool: bytes of free resident pages per heap above which the oldest are returned at "      \
+      "once, down to half")                                                                      \
+    X(POOL_SEGMENT_CACHE, "pool_segment_cache", 8,                                               \
+      "pool: empty 4 MiB segments kept with their header resident (beyond: header "             \
+      "decommitted, address space kept)")                                                        \
+    X(POOL_HUGE_CACHE, "pool_huge_cache", (64 << 20),                                            \
+      "pool: bytes of freed huge (> 256 KiB) mappings kept for reuse; 0 unmaps each at once")    \
+    X(POOL_HUGE_CACHE_ENTRY_MAX, "pool_huge_cache_entry_max", (32 << 20),                        \
+      "pool: largest freed huge block (bytes) the huge cache keeps")                             \
+    X(POOL_HUGE_CACHE_AGE_MS, "pool_huge_cache_age_ms", 250,                                     \
+      "pool: ms a cached huge mapping waits for reuse before it is unmapped")                    \
+    X(POOL_HEAP_PARK_MAX, "pool_heap_park_max", 8,                                               \
+      "pool: exited threads' heaps kept whole (pages included) for the next threads; 0 "         \
+      "abandons each at once")                                                                   \
+    X(POOL_CARVE_BYTES, "pool_carve_bytes", 4096,                                                \
+      "pool: bytes of blocks a page carves at a time (lazily, so a fresh page costs RSS only "   \
+      "for what is used)")                                                                       \
     /* preload library (libzmalloc-preload.so) */                                                \
     X(STATS, "stats", "",                                                                        \
       "preload library: 1 prints allocation statistics to stderr at exit, json prints them as "  \

@@ -16,9 +16,6 @@
 
 #include "pool.h"
 
-/* Bytes carved per extension: one OS page keeps RSS close to use, and the
- * list building is amortised over many allocations. */
-#define ZP_EXTEND_BYTES ((uint32_t)ZP_TOUCH_SIZE)
 
 void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
     size_t bs = zp_class_size(cls);
@@ -43,7 +40,9 @@ void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
 }
 
 void zp_page_extend(zp_page *page) {
-    uint32_t n = ZP_EXTEND_BYTES / page->block_size;
+    /* zp_pol.carve_bytes (4 KiB, one OS page) a time keeps RSS close to
+     * use, and the list building is amortised over many allocations. */
+    uint32_t n = zp_pol.carve_bytes / page->block_size;
     if (n == 0) n = 1;
     if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
     if (n == 0) return;

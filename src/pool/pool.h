@@ -308,16 +308,10 @@ void zp_huge_fork_prepare(void) ZP_HIDDEN;
 void zp_huge_fork_parent(void) ZP_HIDDEN;
 void zp_huge_fork_child(void) ZP_HIDDEN;
 
-/* purge.c: the dirty-page policy, and every policy value of the pool. */
-#define ZP_DEFAULT_DIRTY_AGE_MS 1000u
-#define ZP_DEFAULT_PURGE_INTERVAL_MS 250u
-#define ZP_DEFAULT_DIRTY_RESERVE ((size_t)2 << 20)
-#define ZP_DEFAULT_DIRTY_MAX ((size_t)64 << 20)
-#define ZP_DEFAULT_SEGMENT_CACHE 8u
-#define ZP_DEFAULT_HUGE_CACHE_BYTES ((size_t)32 << 20)
-#define ZP_DEFAULT_HUGE_CACHE_ENTRY_MAX (((size_t)4 << 20) + ZP_HDR_SIZE)
-#define ZP_DEFAULT_HUGE_CACHE_AGE_MS 250u
-#define ZP_DEFAULT_HEAP_PARK_MAX 8u
+/* purge.c: the dirty-page policy, and every policy value of the pool: the
+ * pool_* rows of src/options.h, copied into zp_pol once, when the first
+ * heap is made (nothing reads zp_pol before that: every path that maps
+ * memory creates the thread's heap first). */
 typedef struct zp_policy {
     uint64_t dirty_age_ms;      /* a free page stays resident at least this long */
     uint64_t purge_interval_ms; /* the timer looks at a heap's dirty pages this often */
@@ -328,6 +322,7 @@ typedef struct zp_policy {
     size_t huge_cache_entry_max; /* largest mapping the huge cache keeps */
     uint64_t huge_cache_age_ms; /* how long a cached huge mapping waits */
     size_t heap_park_max;       /* exited threads' heaps kept whole for new threads */
+    uint32_t carve_bytes;       /* bytes a page carves at a time */
 } zp_policy;
 extern zp_policy zp_pol ZP_HIDDEN;
 void zp_policy_init(void) ZP_HIDDEN;

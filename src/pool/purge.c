@@ -14,26 +14,34 @@
  * An empty segment goes back only once its dirty pages are purged. The
  * timer also expires the huge cache (huge.c).
  *
- * The policy values live in zp_pol, filled with the defaults at compile
- * time (so the pool works before anything is initialised) and read once
- * from the options table by zp_policy_init() on the first heap's creation.
+ * The policy values live in zp_pol, read once from the options table
+ * (src/options.h, the pool_* rows; docs/options.md) by zp_policy_init()
+ * when the first heap is made.
  */
+#include "options.h"
 #include "platform.h"
 #include "pool.h"
 
-zp_policy zp_pol = {
-    .dirty_age_ms = ZP_DEFAULT_DIRTY_AGE_MS,
-    .purge_interval_ms = ZP_DEFAULT_PURGE_INTERVAL_MS,
-    .dirty_reserve = ZP_DEFAULT_DIRTY_RESERVE,
-    .dirty_max = ZP_DEFAULT_DIRTY_MAX,
-    .segment_cache = ZP_DEFAULT_SEGMENT_CACHE,
-    .huge_cache_bytes = ZP_DEFAULT_HUGE_CACHE_BYTES,
-    .huge_cache_entry_max = ZP_DEFAULT_HUGE_CACHE_ENTRY_MAX,
-    .huge_cache_age_ms = ZP_DEFAULT_HUGE_CACHE_AGE_MS,
-    .heap_park_max = ZP_DEFAULT_HEAP_PARK_MAX,
-};
+zp_policy zp_pol;
+
+static size_t option_size(zm_option_id id) {
+    long long v = zm_option(id);
+    return v > 0 ? (size_t)v : 0;
+}
 
 void zp_policy_init(void) {
+    zp_pol.dirty_age_ms = option_size(ZM_OPT_POOL_DIRTY_AGE_MS);
+    zp_pol.purge_interval_ms = option_size(ZM_OPT_POOL_PURGE_INTERVAL_MS);
+    zp_pol.dirty_reserve = option_size(ZM_OPT_POOL_DIRTY_RESERVE);
+    zp_pol.dirty_max = option_size(ZM_OPT_POOL_DIRTY_MAX);
+    zp_pol.segment_cache = option_size(ZM_OPT_POOL_SEGMENT_CACHE);
+    zp_pol.huge_cache_bytes = option_size(ZM_OPT_POOL_HUGE_CACHE);
+    /* An entry is the whole mapping: the block and its header. */
+    zp_pol.huge_cache_entry_max = option_size(ZM_OPT_POOL_HUGE_CACHE_ENTRY_MAX) + ZP_HDR_SIZE;
+    zp_pol.huge_cache_age_ms = option_size(ZM_OPT_POOL_HUGE_CACHE_AGE_MS);
+    zp_pol.heap_park_max = option_size(ZM_OPT_POOL_HEAP_PARK_MAX);
+    size_t carve = option_size(ZM_OPT_POOL_CARVE_BYTES);
+    zp_pol.carve_bytes = (uint32_t)(carve < 16 ? 16 : carve > ZP_SEG_SIZE ? ZP_SEG_SIZE : carve);
 }
 
 /* Give back the part of page's area that carving touched; nothing to do
