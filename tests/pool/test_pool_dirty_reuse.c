@@ -1,8 +1,9 @@
 /* test_pool_dirty_reuse.c: the decommit policy is not eager. Memory a
  * thread frees and allocates again soon is still resident:
- *  - a heap's last ZP_DIRTY_RESERVE-worth of free pages survive the purge
- *    timer (1 MiB freed, 1.3 s idle, a slow path runs the timer, the 1 MiB
- *    allocated again faults in almost nothing);
+ *  - a heap's last pool_dirty_reserve bytes of free pages survive the purge
+ *    timer (1 MiB freed, idle for pool_dirty_age_ms + pool_purge_interval_ms
+ *    and a margin, read with zmalloc_get_option; a slow path runs the timer,
+ *    the 1 MiB allocated again faults in almost nothing);
  *  - a segment whose pages all went free keeps them while they are young
  *    (6 MiB over two segments freed and allocated again at once);
  * and zmalloc_purge() still gives everything back. */
@@ -54,9 +55,15 @@ int main(void) {
 
     /* 1 MiB freed, aged past the purge timer, allocated again. */
     int n = 1 << 10;
+    long long age = zmalloc_get_option("pool_dirty_age_ms");
+    long long interval = zmalloc_get_option("pool_purge_interval_ms");
+    long long reserve = zmalloc_get_option("pool_dirty_reserve");
+    CHECK(age >= 0 && interval >= 0);
+    CHECK(reserve >= (long long)n * BS + (48 << 10)); /* the 1 MiB and three probe pages */
     alloc_n(n);
     free_n(n);
-    struct timespec ts = {1, 300000000};
+    long long wait_ms = age + interval + 50; /* past both: the next slow path purges */
+    struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     for (int r = 0; r < 3; r++) { /* slow paths: a fresh page of another class */
         void *x = zmalloc(3000 + r * 1000);
@@ -65,7 +72,7 @@ int main(void) {
     f0 = minflt();
     alloc_n(n);
     faults = minflt() - f0;
-    printf("1 MiB again after 1.3 s: %ld page faults\n", faults);
+    printf("1 MiB again after %lld ms: %ld page faults\n", wait_ms, faults);
     /* The three probe pages came from the dirty list too: their 48 KiB
      * are faulted in again by the 1 KiB class; the rest must not be. */
     CHECK(faults < n / 4 / 3);

@@ -3,7 +3,10 @@
  * again fault in (almost) nothing; a cached 1 MiB mapping serves a 1.5 MiB
  * request by growing (only the new 0.5 MiB is faulted in); calloc of a
  * grown entry is all zero; the accounting is exact and zmalloc_purge()
- * unmaps the cache. */
+ * unmaps the cache. The cache's age limit is set far above any stall of a
+ * loaded machine (ZMALLOC_POOL_HUGE_CACHE_AGE_MS, before the first
+ * allocation reads the options), so nothing expires by timing; the size
+ * limits are read back with zmalloc_get_option. */
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -23,7 +26,14 @@ enum { N = 24 };
 
 int main(void) {
     prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    setenv("ZMALLOC_POOL_HUGE_CACHE_AGE_MS", "3600000", 1);
     void *warm = zmalloc(100);
+    CHECK(zmalloc_get_option("pool_huge_cache_age_ms") == 3600000);
+    long long cache = zmalloc_get_option("pool_huge_cache");
+    long long entry_max = zmalloc_get_option("pool_huge_cache_entry_max");
+    printf("huge cache %lld bytes, entries up to %lld bytes\n", cache, entry_max);
+    /* The test needs room for its 24 MiB and a 1.5 MiB entry. */
+    CHECK(cache >= (long long)(N * (MB + ZP_HDR_SIZE)) && entry_max >= (long long)(2 * MB));
     zmalloc_purge();
     size_t mapped0 = atomic_load(&zp_stat.mapped), committed0 = atomic_load(&zp_stat.committed);
     void *b[N];
