@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "lifecycle.h"
@@ -56,9 +57,11 @@ void zp_lock_acquire(zp_lock *l) {
 static zp_heap *_Atomic all_heaps; /* zp_heap.next_all */
 
 static void heap_reset(zp_heap *heap) {
-    zp_heap *next_all = heap->next_all;
-    memset(heap, 0, sizeof *heap);
-    heap->next_all = next_all;
+    /* Everything but next_all, which lock-free readers (zp_used_bytes) may
+     * be following right now: not even rewritten with its own value. */
+    size_t at = offsetof(zp_heap, next_all), after = at + sizeof heap->next_all;
+    memset(heap, 0, at);
+    memset((char *)heap + after, 0, sizeof *heap - after);
     for (unsigned c = 0; c < ZP_NCLASSES; c++) zp_heap_set_direct(heap, c, &zp_empty_page);
     heap->last_purge_ms = zm_os_clock_ms();
 }
