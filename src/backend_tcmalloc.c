@@ -1,7 +1,9 @@
 /* backend_tcmalloc.c: gperftools tcmalloc (Debian's libgoogle-perftools).
  *
- * Linking libtcmalloc replaces malloc for the whole process; we call its
- * tc_* entry points directly to skip the PLT hop through malloc. tcmalloc
+ * Linking libtcmalloc may or may not replace malloc for the whole process
+ * (with --as-needed a program that links only libzmalloc keeps glibc's
+ * malloc); we call its tc_* entry points, which only tcmalloc defines, so
+ * every block is tcmalloc's however the program links (tests/link/run.sh). tcmalloc
  * 2.10 has no nallocx, so the usable size is asked with tc_malloc_size.
  * Frees use tc_free: tc_free_sized measured slower (bench fastpath). Statistics come from
  * MallocExtension_GetNumericProperty; see include/zmalloc.h for the mapping.

@@ -240,6 +240,20 @@ static void child_after_fork(void) {
     _exit(bad > 100 ? 100 : (int)bad);
 }
 
+/* Forks while the workers run; counts the fork, a clean child, or the
+ * child's bad blocks. */
+static void fork_and_check(long *forks, long *forks_ok, long *child_bad) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) child_after_fork();
+    ++*forks;
+    int st = 0;
+    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) {
+        if (WEXITSTATUS(st) == 0) ++*forks_ok;
+        else *child_bad += WEXITSTATUS(st);
+    }
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static double now_s(void) {
@@ -312,15 +326,7 @@ int main(int argc, char **argv) {
         }
         /* Forks at even steps of progress (fork i at i/(F+1)). */
         if (forks < cfg.forks && progress >= (double)(forks + 1) / (double)(cfg.forks + 1)) {
-            fflush(NULL);
-            pid_t pid = fork();
-            if (pid == 0) child_after_fork();
-            forks++;
-            int st = 0;
-            if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) {
-                if (WEXITSTATUS(st) == 0) forks_ok++;
-                else child_bad += WEXITSTATUS(st);
-            }
+            fork_and_check(&forks, &forks_ok, &child_bad);
         }
         size_t live = zmalloc_used_memory() - used0, rss = zmalloc_get_rss();
         if (live > peak_live && live < ((size_t)1 << 62)) peak_live = live;
@@ -336,15 +342,7 @@ int main(int argc, char **argv) {
     /* Forks not yet done (a run too short to reach their step) happen now,
      * so the count never depends on timing. */
     while (forks < cfg.forks) {
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid == 0) child_after_fork();
-        forks++;
-        int st = 0;
-        if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) {
-            if (WEXITSTATUS(st) == 0) forks_ok++;
-            else child_bad += WEXITSTATUS(st);
-        }
+        fork_and_check(&forks, &forks_ok, &child_bad);
     }
     double elapsed = now_s() - t0;
     size_t rss_end = zmalloc_get_rss();
