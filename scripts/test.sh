@@ -73,6 +73,10 @@ fi
 if testing pool; then
   run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|limits|thread|remote|fork|churn|soak"
 fi
+# The pool's checked build: its invariants verified on every slow path.
+if [[ " ${backends[*]} " == *" pool "* ]]; then
+  run_suite pool-check -DZMALLOC_MALLOC=pool -DZMALLOC_POOL_CHECK=ON -- -R pool
+fi
 # valgrind memcheck over the libc build's tests (it replaces glibc malloc
 # and checks every access of the front end and the tests).
 if ! testing libc; then
