@@ -2,21 +2,29 @@
  *
  * It owns what Redis's zmalloc layer adds on top of malloc: the SIZE_MAX/2
  * guard, 0-byte requests, the size prefix for backends without a size query,
- * exact accounting (account.h), the OOM handler, try/usable variants, and
- * the two things Redis never did: reclaim-and-retry and a memory limit.
+ * exact accounting, the OOM handler, try/usable variants, and the two things
+ * Redis never did: reclaim-and-retry and a memory limit.
  *
- * Every allocation goes through attempt(): one try at the lower layer
- * (layer.h: the backend, or the verification layer over it), inlined and
- * specialised per operation. Only when it fails, or when a memory limit is
- * set, does the out-of-line slow path run. So the fast path is: size guard,
- * one load of the limit flag, the backend's own fast path, one relaxed
- * counter update in thread-local storage.
+ * Two funnels: allocate() for every allocating entry point, release() for
+ * every freeing one. On a backend with a side-effect-free fast path (the
+ * pool) allocate() first tries it with no call and no stack frame (one load
+ * of the limit, the pool's pop); anything else tail-calls the slow path,
+ * which makes one inlined attempt() at the lower layer (layer.h: the
+ * backend, or the verification layer over it) and, when that fails or a
+ * limit is set, retries with the reclaim handler's help.
+ *
+ * Accounting: one counter. The pool counts its live blocks per class and
+ * thread anyway, and that is the used-memory total (ZM_LAYER_COUNTS), so
+ * the front end adds nothing and zfree looks no size up. Other backends
+ * (and the verification layer, whose blocks carry guard zones) use
+ * account.h's per-thread slots. Either total is read lock-free.
  *
  * Prefix path (libc with NO_MALLOC_USABLE_SIZE): a 16-byte prefix before
- * each block; its last word holds (size << 1) | aligned. For aligned blocks,
- * which cannot start right after a prefix at the backend block's start, the
- * first word holds the distance back to the backend block. Accounted bytes
- * are the size plus the prefix, as in Redis.
+ * each block; its last word holds (size << 1) | aligned. An aligned block
+ * starts max(alignment, 16) bytes into its backend block (which is itself
+ * aligned), and the word before the size holds that distance. Accounted
+ * bytes are what the backend block holds: the size plus the prefix, as in
+ * Redis, plus, for an aligned block, the padding in front.
  */
 #define _GNU_SOURCE
 #include "zmalloc.h"
@@ -368,9 +376,19 @@ static __attribute__((noinline)) void *allocate_slow(zm_op op, void *ptr, size_t
  * also the used-memory total: no call, no stack frame, the slow path is a
  * tail call. Counted with callgrind (2026-12-02) through the installed
  * libzmalloc.so linked with pkg-config, a loop of zmalloc(16..255) +
- * zfree: 67 instructions per pair, loop (11) and accounting included:
- * zmalloc 20 (2 of them the PLT), zfree 36 (the pin check 2, the PLT 2).
- * jemalloc's malloc+free in the same loop: 79, glibc's: 140. */
+ * zfree: 65 instructions per pair with gcc (67 with clang, which has no
+ * noplt: zmalloc.h asks gcc to call through the GOT, skipping the PLT
+ * stub), the loop (9) and the accounting included: zmalloc 20, zfree 37
+ * (of which the NULL test 3, the reclaim-pin test 3, and 6 for the
+ * "only page of its class" test that every pair hits, as each free
+ * empties the page). jemalloc's
+ * malloc+free in the same loop: 79, glibc's: 140. Target 40: not reached.
+ * What the shared library costs: PIC is free here (no global but
+ * memory_limit/pins_active, both %rip-relative); thread-locals are
+ * initial-exec (two instructions, no __tls_get_addr call), which a
+ * dlopen'ed libzmalloc.so can still use because its TLS block is 72 bytes
+ * (the preload library's 32), far inside glibc's static TLS reserve for
+ * late-loaded libraries; LTO inlines the pool's fast path. */
 static inline __attribute__((always_inline)) void *allocate(zm_op op, void *ptr, size_t size,
                                                             size_t arg, size_t *usable, int oom) {
 #if ZM_LAYER_HAS_FAST

@@ -431,34 +431,20 @@ static inline zp_page *zp_page_of(zp_segment *seg, const void *p) {
 }
 
 /* ---- fast paths -----------------------------------------------------------------
- * malloc: TLS load, class arithmetic, one pop. A thread that has no heap yet
+ * malloc: TLS load, a table index, one pop. A thread that has no heap yet
  * sees the empty heap whose every queue is an empty page, so the fast path
  * needs no "initialised?" test: the empty free list sends it to the slow path. */
-static inline void *zp_malloc_fast(size_t size, size_t *usable) {
-    zp_heap *heap = zp_tl_heap;
-    if (zp_likely(size <= ZP_DIRECT_MAX)) {
-        zp_page *page = heap->direct_small[(size + 15) >> 4];
-        zp_block *b = page->free;
-        if (zp_likely(b != NULL)) {
-            page->free = b->next;
-            page->used++;
-            zp_count(&heap->live[page->cls], 1);
-            *usable = page->block_size;
-            return b;
-        }
-    } else if (zp_likely(size <= ZP_MAX_CLASS_SIZE)) {
-        unsigned cls = zp_class_of(size);
-        zp_page *page = heap->direct[cls];
-        zp_block *b = page->free;
-        if (zp_likely(b != NULL)) {
-            page->free = b->next;
-            page->used++;
-            zp_count(&heap->live[cls], 1);
-            *usable = page->block_size;
-            return b;
-        }
+
+/* Pops page's first free block (NULL when there is none) and counts it. */
+static inline void *zp_page_pop(zp_heap *heap, zp_page *page, size_t *usable) {
+    zp_block *b = page->free;
+    if (zp_likely(b != NULL)) {
+        page->free = b->next;
+        page->used++;
+        zp_count(&heap->live[page->cls], 1);
+        *usable = page->block_size;
     }
-    return zp_malloc_generic(heap, size, usable);
+    return b;
 }
 
 /* The fast path alone, for callers with a slow path of their own: NULL,
@@ -466,18 +452,20 @@ static inline void *zp_malloc_fast(size_t size, size_t *usable) {
  * ZP_DIRECT_MAX (0 included: slot 0 is class 0). */
 static inline void *zp_malloc_try(size_t size, size_t *usable) {
     zp_heap *heap = zp_tl_heap;
-    if (zp_likely(size <= ZP_DIRECT_MAX)) {
-        zp_page *page = heap->direct_small[(size + 15) >> 4];
-        zp_block *b = page->free;
-        if (zp_likely(b != NULL)) {
-            page->free = b->next;
-            page->used++;
-            zp_count(&heap->live[page->cls], 1);
-            *usable = page->block_size;
-            return b;
-        }
-    }
+    if (zp_likely(size <= ZP_DIRECT_MAX))
+        return zp_page_pop(heap, heap->direct_small[(size + 15) >> 4], usable);
     return NULL;
+}
+
+static inline void *zp_malloc_fast(size_t size, size_t *usable) {
+    zp_heap *heap = zp_tl_heap;
+    void *b = NULL;
+    if (zp_likely(size <= ZP_DIRECT_MAX))
+        b = zp_page_pop(heap, heap->direct_small[(size + 15) >> 4], usable);
+    else if (zp_likely(size <= ZP_MAX_CLASS_SIZE))
+        b = zp_page_pop(heap, heap->direct[zp_class_of(size)], usable);
+    if (zp_likely(b != NULL)) return b;
+    return zp_malloc_generic(heap, size, usable);
 }
 
 /* free: mask to the segment, index the page; if this thread owns the page
