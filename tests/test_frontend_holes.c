@@ -137,6 +137,28 @@ static void test_with_flags(void) {
 }
 #endif
 
+/* Every small size gets a block that holds it (the pool's fast path finds
+ * the page from a table indexed by (size + 15) / 16 up to 1 KiB), and on
+ * the pool the size class's own bound: waste under 16 bytes or 12.5%. */
+static void test_small_sizes(void) {
+    int fits = 1, tight = 1;
+    size_t base = zmalloc_used_memory();
+    for (size_t n = 0; n <= 1100; n++) {
+        size_t u = 0;
+        char *p = zmalloc_usable(n, &u);
+        fits &= p != NULL && u >= n && u == zmalloc_usable_size(p);
+        if (p && n) p[n - 1] = 1;
+#if ZMALLOC_BACKEND_POOL && !ZMALLOC_DEBUG_BUILD
+        size_t want = n ? n : 1;
+        tight &= u - want < 16 || (u - want) * 8 <= want;
+#endif
+        zfree(p);
+    }
+    CHECK(fits);
+    CHECK(tight);
+    CHECK_EQ_SIZE(zmalloc_used_memory(), base);
+}
+
 static void test_size_guard(void) {
     size_t u = 0;
     void *p = zmalloc_usable(0, &u);
@@ -157,6 +179,7 @@ int main(void) {
 #if ZMALLOC_BACKEND_JEMALLOC
     test_with_flags();
 #endif
+    test_small_sizes();
     test_size_guard();
     return test_summary("test_frontend_holes");
 }
