@@ -122,11 +122,16 @@ extern "C" {
 #define HAVE_MALLOC_SIZE 1
 #endif
 
-/* HAVE_DEFRAG is left undefined on every backend, jemalloc included: Redis's
- * active defragmenter needs a per-pointer fragmentation hint
- * (je_get_defrag_hint) that only Redis's patched jemalloc has, not Debian's
- * libjemalloc. zmalloc_no_tcache()/zfree_no_tcache() are still provided on
- * the jemalloc backend (see below). */
+/* HAVE_DEFRAG: the servers' active defragmenter can run. Defined on the
+ * pool backend (not in a verification build), which answers the per-block
+ * hint (je_get_defrag_hint, zmalloc_defrag_hint) and moves blocks with
+ * zmalloc_no_tcache()/zfree_no_tcache(). Undefined elsewhere, jemalloc
+ * included: the hint is in Redis's patched jemalloc only, not Debian's
+ * libjemalloc (zmalloc_no_tcache()/zfree_no_tcache() are still provided
+ * there, see below). */
+#if ZMALLOC_BACKEND_POOL && !ZMALLOC_DEBUG_BUILD
+#define HAVE_DEFRAG
+#endif
 
 /* Extension: bytes of size prefix before each block (0 with
  * HAVE_MALLOC_SIZE). 16, not Redis's 8, so blocks keep malloc's 16-byte
@@ -348,11 +353,20 @@ __attribute__((malloc, alloc_size(1), noinline)) void *zmalloc_with_flags(size_t
 __attribute__((alloc_size(2), noinline)) void *zrealloc_with_flags(void *ptr, size_t size, int flags);
 void zfree_with_flags(void *ptr, int flags);
 #endif
-#if ZMALLOC_BACKEND_JEMALLOC
-/* Allocate and free bypassing jemalloc's thread cache, so a defragmenter can
- * move an object to a fresh place. Redis declares these under HAVE_DEFRAG. */
+#if ZMALLOC_BACKEND_JEMALLOC || ZMALLOC_BACKEND_POOL
+/* Allocate and free for a defragmenter moving a block, accounted like
+ * zmalloc/zfree (both sides). jemalloc: bypassing its thread cache. pool:
+ * the block comes from a well-filled page of its class, never from the page
+ * the last defrag hint chose to empty (plain zmalloc when there is none, or
+ * when a memory limit is set, or in a verification build). Redis declares
+ * these under HAVE_DEFRAG. */
 __attribute__((malloc)) void *zmalloc_no_tcache(size_t size);
 void zfree_no_tcache(void *ptr);
+#endif
+#ifdef HAVE_DEFRAG
+/* Redis <= 7.4 and Valkey 8.0 ask this per block in defrag.c (their own
+ * declaration, matching this one): the same answer as zmalloc_defrag_hint. */
+int je_get_defrag_hint(void *ptr);
 #endif
 
 /* Self-test (allocate, check used memory, free, check it is back). The
@@ -382,6 +396,16 @@ const char *zmalloc_backend(void);
  * mimalloc's own decommit schedule, not by the forced collect this does
  * (whole free segments do go back). */
 int zmalloc_purge(void);
+
+/* Extension: active defragmentation hint. 1 when moving the block at ptr
+ * (zmalloc_no_tcache, copy, zfree_no_tcache) would help give memory back,
+ * else 0. On the pool backend: the block's page belongs to the calling
+ * thread, is not the page its class allocates from, and is used less than
+ * 1/8 or no more than 12.5% above the average of the thread's partly used
+ * pages of that class (src/pool/defrag.c). Cheap (no lock, no system call)
+ * and safe from any thread: a block in another thread's page gets 0. Always
+ * 0 on other backends and in a verification build. */
+int zmalloc_defrag_hint(void *ptr);
 
 /* Extension: the memory limit of the cgroup this process runs in (v2
  * memory.max, else v1 memory.limit_in_bytes), in bytes; 0 when unlimited or

@@ -71,7 +71,7 @@ if testing libc; then
   run_suite tsan-libc -DZMALLOC_MALLOC=libc -DZMALLOC_SANITIZE=thread -- -R "account|limits|soak"
 fi
 if testing pool; then
-  run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|limits|thread|remote|fork|churn|soak"
+  run_suite tsan-pool -DZMALLOC_MALLOC=pool -DZMALLOC_SANITIZE=thread -- -R "account|limits|thread|remote|fork|churn|soak|defrag"
 fi
 # The pool's checked build: its invariants verified on every slow path.
 if [[ " ${backends[*]} " == *" pool "* ]]; then

@@ -100,6 +100,15 @@ void zm_be_fork_parent(void);
 void zm_be_fork_child(void);
 #endif
 
+/* Pool only: active defragmentation (src/pool/defrag.c). The hint is 1
+ * when moving the block at ptr would help; the allocation returns a block
+ * of size from a page the last hint did not choose to empty, or NULL when it
+ * has none (the caller then allocates normally). No accounting here. */
+#if ZMALLOC_BACKEND_POOL
+int zm_be_defrag_hint(const void *ptr);
+void *zm_be_defrag_alloc(size_t size, size_t *usable);
+#endif
+
 /* jemalloc-only entries behind Redis's *_with_flags, no_tcache and
  * per-arena calls. */
 #if ZMALLOC_BACKEND_JEMALLOC

@@ -55,6 +55,7 @@ void zp_page_extend(zp_page *page) {
     page->capacity += n;
     /* "active" counts carved blocks: what a page can have made resident. */
     zp_stat_add(&zp_stat.active, (size_t)n * bs);
+    zp_stat_add(&zp_stat.carved, (size_t)n * bs);
     /* Pages of the area touched since the last decommit: committed grows
      * only when carving passes the high-water mark. */
     size_t extent = ((size_t)page->capacity * bs + ((size_t)1 << ZP_TOUCH_SHIFT) - 1) >>

@@ -383,6 +383,7 @@ typedef struct zp_counters {
     _Atomic(size_t) mapped;    /* bytes of address space held              */
     _Atomic(size_t) committed; /* bytes touched: headers, carved page extents, huge */
     _Atomic(size_t) active;    /* bytes of pages in use and huge blocks     */
+    _Atomic(size_t) carved;    /* bytes of blocks carved in class pages in use */
     _Atomic(size_t) huge_live; /* usable bytes of live huge blocks          */
     _Atomic(size_t) huge_count;
     _Atomic(size_t) segments;

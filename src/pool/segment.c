@@ -174,6 +174,7 @@ zp_page *zp_segment_page_alloc(zp_heap *heap, unsigned kind) {
 static void page_mark_free(zp_segment *seg, zp_page *page) {
     atomic_fetch_sub_explicit(&zp_stat.class_pages[page->cls], 1, memory_order_relaxed);
     zp_stat_sub(&zp_stat.active, (size_t)page->capacity * page->block_size);
+    zp_stat_sub(&zp_stat.carved, (size_t)page->capacity * page->block_size);
     page->state = ZP_PAGE_FREE;
     page->free = NULL;
     atomic_store_explicit(&page->flags, 0, memory_order_relaxed);

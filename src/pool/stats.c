@@ -15,7 +15,10 @@
  *                   (+ huge mappings; never-carved page parts not counted)
  *   retained        address space held but decommitted or never touched
  *   muzzy           0: pages are released with MADV_DONTNEED, never lazily
- *   frag_smallbins  active - allocated: free carved blocks in class pages
+ *   frag_smallbins  free carved blocks in class pages in use (carved minus
+ *                   the class part of allocated): what moving blocks out of
+ *                   sparse pages can win. Huge blocks' header and rounding
+ *                   are not in it (they are in active).
  */
 #include <stdio.h>
 
@@ -66,8 +69,11 @@ static void fill(const class_sums *s, zp_stats *out) {
     out->resident = committed;
     out->retained = mapped - committed; /* committed is part of mapped */
     out->muzzy = 0;
-    /* Free carved blocks; 0 only if a read raced a remote free (above). */
-    out->frag_smallbins = active > out->allocated ? active - out->allocated : 0;
+    /* Free carved blocks of class pages; 0 only if a read raced a remote
+     * free (above). Huge blocks' header and rounding are in active, not
+     * here: nothing a defragmenter could win. */
+    size_t carved = atomic_load_explicit(&zp_stat.carved, memory_order_relaxed);
+    out->frag_smallbins = carved > small ? carved - small : 0;
 }
 
 void zp_stats_get(zp_stats *out) {
