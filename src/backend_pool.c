@@ -69,7 +69,9 @@ size_t zm_be_used_memory(void) {
 }
 
 void zm_be_get_stats(int refresh, zm_be_stats *out) {
-    (void)refresh; /* the pool's counters are always current */
+    /* The counters are always current; refreshing also gives back this
+     * thread's pages that other threads' frees emptied (pool/defrag.c). */
+    if (refresh) zp_defrag_sweep(zp_tl_heap);
     zp_stats st;
     zp_stats_get(&st);
     out->allocated = st.allocated;

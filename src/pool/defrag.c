@@ -36,6 +36,15 @@
  * never the page the last hint chose to empty. The target is kept per class
  * until it fills up, so a move costs a few loads and one pop.
  *
+ * The sweep (zp_defrag_sweep, run by zm_be_get_stats when asked to refresh,
+ * as the servers do from their cron every 100 ms) gives back the calling
+ * thread's pages whose blocks were all freed by other threads: those frees
+ * wait on the page until its owner collects them, which find_page does only
+ * for the pages it looks at, so after a lazy FLUSHALL (freed in a
+ * background thread) pages of classes the server no longer allocates would
+ * stay carved and count as fragmentation that no move can win. It visits
+ * at most ZP_SWEEP_PAGES pages per call, resuming where it stopped.
+ *
  * State is per thread (the figures are of the thread's own heap): one
  * lazily mapped block, found through a TLS pointer. It is not returned when
  * the thread exits (only threads that defragment map one).
@@ -52,6 +61,8 @@
  * fullest pages with room a walk remembers as targets. */
 #define ZP_DEFRAG_TARGET_SCAN 16u
 #define ZP_DEFRAG_BEST 8u
+/* Pages one sweep visits: about a microsecond's work per 20 pages. */
+#define ZP_SWEEP_PAGES 1024u
 
 typedef struct zp_defrag_class {
     uint64_t used_sum;  /* used blocks of the non-full pages walked       */
@@ -64,6 +75,8 @@ typedef struct zp_defrag_class {
 typedef struct zp_defrag_state {
     zp_heap *heap;   /* the heap the figures describe                    */
     zp_page *hinted; /* the last page the hint chose to empty            */
+    zp_page *sweep_page; /* where the sweep resumes (in queue sweep_cls) */
+    unsigned sweep_cls;
     zp_defrag_class cls[ZP_NCLASSES];
 } zp_defrag_state;
 
@@ -94,6 +107,25 @@ static inline int page_has_room(const zp_page *page) {
     return page->free != NULL || page->capacity < page->reserved;
 }
 
+/* page is in heap's queue of class cls (pointer may be stale: only the
+ * atomic owner field is read before that is known). */
+static inline int page_queued(zp_heap *heap, unsigned cls, const zp_page *page) {
+    return page && atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap &&
+           page->state == ZP_PAGE_IN_USE && page->cls == cls &&
+           !(atomic_load_explicit(&page->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL);
+}
+
+/* Return page (queued in heap's class cls, not the current page) to its
+ * segment when nothing in it is live. */
+static void retire_if_empty(zp_heap *heap, zp_defrag_state *st, unsigned cls, zp_page *page) {
+    zp_page_collect(page);
+    if (page->used != 0) return;
+    zp_pageq_remove(&heap->queues[cls], page);
+    zp_defrag_class *dc = &st->cls[cls];
+    if (dc->target == page) dc->target = NULL;
+    zp_segment_page_free(heap, page);
+}
+
 /* Keep page among the ZP_DEFRAG_BEST fullest, fullest first. */
 static void best_insert(zp_defrag_class *dc, zp_page *page) {
     unsigned i = ZP_DEFRAG_BEST;
@@ -105,7 +137,8 @@ static void best_insert(zp_defrag_class *dc, zp_page *page) {
 
 /* Walk the class queue: the average occupancy of its non-full pages, and
  * the fullest of them as targets. */
-static ZP_COLD void class_walk(zp_heap *heap, unsigned cls, zp_defrag_class *dc) {
+static ZP_COLD void class_walk(zp_heap *heap, zp_defrag_state *st, unsigned cls) {
+    zp_defrag_class *dc = &st->cls[cls];
     zp_pageq *q = &heap->queues[cls];
     zp_page *current = heap->direct[cls], *page, *next;
     uint64_t sum = 0;
@@ -115,16 +148,10 @@ static ZP_COLD void class_walk(zp_heap *heap, unsigned cls, zp_defrag_class *dc)
         next = page->next;
         walked++;
         if (page == current) continue;
-        zp_page_collect(page);
-        if (page->used == 0) {
-            /* Not the first of the queue (that is the current page), so
-             * direct[] stays right. */
-            zp_pageq_remove(q, page);
-            if (dc->target == page) dc->target = NULL;
-            zp_segment_page_free(heap, page);
-            continue;
-        }
-        if (page->used >= page->reserved) continue;
+        /* Not the current page, hence not the first of the queue: direct[]
+         * stays right when it goes. */
+        retire_if_empty(heap, st, cls, page);
+        if (page->state != ZP_PAGE_IN_USE || page->used >= page->reserved) continue;
         sum += page->used;
         n++;
         best_insert(dc, page);
@@ -132,6 +159,32 @@ static ZP_COLD void class_walk(zp_heap *heap, unsigned cls, zp_defrag_class *dc)
     dc->used_sum = sum;
     dc->pages = n;
     dc->budget = walked * ZP_DEFRAG_HINTS_PER_PAGE + ZP_DEFRAG_HINTS_MIN;
+}
+
+void zp_defrag_sweep(zp_heap *heap) {
+    if (heap == &zp_empty_heap) return;
+    zp_defrag_state *st = state_of(heap);
+    if (!st) return;
+    /* Frees into full pages come through the heap's delayed list: they put
+     * the pages back in their queues, where the walk below finds them. */
+    zp_heap_drain_delayed(heap);
+    unsigned cls = st->sweep_cls, classes = 0, visited = 0;
+    zp_page *page = st->sweep_page;
+    if (!page_queued(heap, cls, page)) page = heap->queues[cls].first;
+    while (visited < ZP_SWEEP_PAGES) {
+        if (!page) {
+            if (++classes > ZP_NCLASSES) break; /* the whole heap */
+            cls = (cls + 1) % ZP_NCLASSES;
+            page = heap->queues[cls].first;
+            continue;
+        }
+        zp_page *next = page->next;
+        visited++;
+        if (page != heap->direct[cls]) retire_if_empty(heap, st, cls, page);
+        page = next;
+    }
+    st->sweep_cls = cls;
+    st->sweep_page = page;
 }
 
 int zm_be_defrag_hint(const void *p) {
@@ -153,7 +206,7 @@ int zm_be_defrag_hint(const void *p) {
     if (zp_unlikely(!st)) return 0;
     zp_defrag_class *dc = &st->cls[cls];
     if (zp_unlikely(dc->budget == 0)) {
-        class_walk(heap, cls, dc);
+        class_walk(heap, st, cls);
         if (page->state != ZP_PAGE_IN_USE) return 0; /* the walk emptied it */
         used = page->used;
     }
@@ -170,10 +223,7 @@ int zm_be_defrag_hint(const void *p) {
 /* A page of heap's class cls that a defrag allocation may fill. */
 static inline int target_ok(zp_heap *heap, unsigned cls, const zp_page *page,
                             const zp_page *avoid) {
-    return page && page != avoid &&
-           atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap &&
-           page->state == ZP_PAGE_IN_USE && page->cls == cls &&
-           !(atomic_load_explicit(&page->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL) &&
+    return page != avoid && page_queued(heap, cls, page) &&
            (page_has_room(page) || (zp_page_collect((zp_page *)page), page->free != NULL));
 }
 

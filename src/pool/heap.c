@@ -248,6 +248,11 @@ static void drain_delayed(zp_heap *heap) {
     }
 }
 
+/* For defrag.c's sweep. */
+void zp_heap_drain_delayed(zp_heap *heap) {
+    if (atomic_load_explicit(&heap->xdelayed, memory_order_relaxed)) drain_delayed(heap);
+}
+
 /* ---- allocation slow path --------------------------------------------------- */
 
 /* Pages looked at per search: bounds the slow path. */

@@ -316,6 +316,39 @@ static void test_threads_defrag_own(void) {
     CHECK_EQ_SIZE(zmalloc_used_memory(), u0);
 }
 
+/* Pages whose blocks another thread freed (Redis's lazy free) go back on
+ * the owner's next refreshing stats call, not only when it allocates. */
+#define RN 30000
+static void *remote_blocks[RN];
+static void *remote_freer(void *arg) {
+    (void)arg;
+    for (int i = 0; i < RN; i++) zfree(remote_blocks[i]);
+    return NULL;
+}
+
+static void test_sweep_remote_frees(void) {
+    const size_t size = 1200; /* a class nothing else here uses */
+    unsigned cls = zp_class_of(size);
+    long pages_before = class_pages(cls);
+    for (int i = 0; i < RN; i++) remote_blocks[i] = zmalloc(size);
+    long pages_full = class_pages(cls);
+    pthread_t t;
+    pthread_create(&t, NULL, remote_freer, NULL);
+    pthread_join(t, NULL);
+    size_t a, act, res, ret, muz, frag_stale, frag_swept;
+    zmalloc_get_allocator_info_full(0, &a, &act, &res, &ret, &muz, &frag_stale);
+    CHECK(class_pages(cls) == pages_full); /* nobody collected yet */
+    /* A refresh visits at most 1024 pages; a few calls cover the heap. */
+    for (int i = 0; i < 8; i++)
+        zmalloc_get_allocator_info_full(1, &a, &act, &res, &ret, &muz, &frag_swept);
+    long pages_after = class_pages(cls);
+    printf("  remote frees: %ld pages of %zu-byte blocks, %ld after refresh; frag %zu -> %zu\n",
+           pages_full - pages_before, size, pages_after - pages_before, frag_stale, frag_swept);
+    CHECK(pages_full - pages_before > 500);
+    CHECK(pages_after <= pages_before + 1); /* the current page may stay */
+    CHECK(frag_swept + (size_t)(pages_full - pages_after - 1) * 60000 < frag_stale);
+}
+
 /* ---- cost of one hint ------------------------------------------------- */
 
 static double now_ns(void) {
@@ -354,6 +387,7 @@ int main(void) {
     test_fragment_and_defrag();
     test_other_threads();
     test_threads_defrag_own();
+    test_sweep_remote_frees();
     measure_hint();
     return test_summary("test_pool_defrag");
 }
