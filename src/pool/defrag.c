@@ -45,6 +45,12 @@
  * stay carved and count as fragmentation that no move can win. It visits
  * at most ZP_SWEEP_PAGES pages per call, resuming where it stopped.
  *
+ * A heap keeps the current page of a class when it goes empty (the next
+ * allocation would want one back); zp_defrag_idle_carved tells stats.c how
+ * many carved bytes such pages of the calling thread hold, so that
+ * frag_smallbins leaves them out: they are not partly used, and no move
+ * can win them. (Other threads' are not read: their `used` is theirs.)
+ *
  * State is per thread (the figures are of the thread's own heap): one
  * lazily mapped block, found through a TLS pointer. It is not returned when
  * the thread exits (only threads that defragment map one).
@@ -185,6 +191,16 @@ void zp_defrag_sweep(zp_heap *heap) {
     }
     st->sweep_cls = cls;
     st->sweep_page = page;
+}
+
+size_t zp_defrag_idle_carved(zp_heap *heap) {
+    size_t bytes = 0;
+    if (heap == &zp_empty_heap) return 0;
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+        const zp_page *page = heap->direct[c];
+        if (page->used == 0) bytes += (size_t)page->capacity * page->block_size;
+    }
+    return bytes;
 }
 
 int zm_be_defrag_hint(const void *p) {

@@ -208,6 +208,12 @@ static void test_edges(void) {
     CHECK(page_of(p) == zp_tl_heap->direct[zp_class_of(1000)]);
     CHECK(zmalloc_defrag_hint(p) == 0);
     zfree(p);
+    /* An emptied current page (kept for the next allocation) is not
+     * fragmentation: nothing in it to move. */
+    size_t f0 = frag_now(NULL);
+    void *lone = zmalloc(200000);
+    zfree(lone);
+    CHECK_EQ_SIZE(frag_now(NULL), f0);
     /* zmalloc_no_tcache is an accounted allocation of any size. */
     size_t u0 = zmalloc_used_memory();
     void *a = zmalloc_no_tcache(0), *b = zmalloc_no_tcache((size_t)1 << 20);
