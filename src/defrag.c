@@ -2,15 +2,16 @@
  *
  * Redis and Valkey move a block when the allocator's hint says it helps:
  * zmalloc_no_tcache(), copy, zfree_no_tcache(). Both are accounted like
- * zmalloc()/zfree(), so used memory stays exact through a move (Redis's
- * own zmalloc does the same). The policy (which blocks, which pages to fill)
+ * zmalloc()/zfree() (on the pool its per-class count is the total, kept by
+ * zm_be_defrag_alloc as by any allocation), so used memory stays exact
+ * through a move (Redis's own zmalloc does the same). The policy (which blocks, which pages to fill)
  * is the backend's: src/pool/defrag.c. The jemalloc backend's
  * zmalloc_no_tcache() lives with its other flag calls in zmalloc.c.
  */
 #include "zmalloc.h"
 
 #include "account.h"
-#include "backend.h"
+#include "layer.h"
 
 #if ZMALLOC_BACKEND_POOL && !ZMALLOC_DEBUG_BUILD
 
@@ -28,7 +29,9 @@ void *zmalloc_no_tcache(size_t size) {
     size_t usable;
     void *p = zmalloc_get_memory_limit() ? NULL : zm_be_defrag_alloc(size, &usable);
     if (!p) return zmalloc(size);
-    zm_account_add((long long)usable);
+#if !ZM_LAYER_COUNTS
+    zm_account_add((long long)usable); /* the pool's own count has it otherwise */
+#endif
     return p;
 }
 
