@@ -16,7 +16,7 @@ if(ZMALLOC_SANITIZE)
 endif()
 
 set(ZM_PRELOAD_SOURCES src/preload.c src/preload_stats.c src/account.c src/lifecycle.c
-                       src/platform.c src/options.c ${ZM_BACKEND_SOURCES})
+                       src/platform.c src/options.c ${ZM_SAMPLE_SOURCES} ${ZM_BACKEND_SOURCES})
 set(ZM_PRELOAD_NAME zmalloc-preload)
 if(ZMALLOC_DEBUG)
   list(APPEND ZM_PRELOAD_SOURCES src/debug.c src/debug_report.c)
@@ -26,7 +26,7 @@ endif()
 add_library(zmalloc_preload SHARED ${ZM_PRELOAD_SOURCES})
 target_include_directories(zmalloc_preload PRIVATE ${CMAKE_SOURCE_DIR}/include
                            ${CMAKE_BINARY_DIR}/include ${CMAKE_SOURCE_DIR}/src)
-target_link_libraries(zmalloc_preload PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
+target_link_libraries(zmalloc_preload PRIVATE Threads::Threads ${CMAKE_DL_LIBS} m)
 # The statistics keep their event counts in the thread registry's slots
 # (account.h, preload.h: ZPL_X_COUNT words), and lifecycle.c calls the
 # preload layer's hooks.

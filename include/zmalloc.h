@@ -471,6 +471,52 @@ size_t zmalloc_get_memory_limit(void);
 int zmalloc_verify(void);
 size_t zmalloc_report_leaks(FILE *out);
 
+/* Extension: sampled heap profiler, in every build, on every backend and in
+ * the preload library. It samples allocations at exponentially distributed
+ * intervals of requested bytes with mean `bytes` (tcmalloc's and jemalloc's
+ * scheme: an allocation of s bytes is sampled with probability
+ * 1 - exp(-s/bytes)), records the sample's stack (frame pointers: complete
+ * in code built with -fno-omit-frame-pointer, else at least the allocating
+ * function) and weights it by the inverse of that probability, so every
+ * figure of the profile is an unbiased estimate. 0 turns it off. The
+ * environment sets it at start: ZMALLOC_PROF_SAMPLE=<bytes> (512k, 1m also
+ * accepted). The calling thread follows a change at once, other threads
+ * within their next 64 MiB of allocations.
+ * Cost: off, one never-taken branch on allocation and a 5-instruction
+ * filter test on free (shared with guarded sampling); at a 512 KiB mean a
+ * sample (PRNG draw, stack walk, two lock-free table inserts) every 512 KiB
+ * of allocations, and a profiled block's free looks it up (lock-free). */
+void zmalloc_prof_set_sample(size_t bytes);
+size_t zmalloc_prof_get_sample(void);
+/* Extension: write the live heap profile to path ("%p" becomes the process
+ * id; NULL: the ZMALLOC_PROF_FILE path) in gperftools' heap profile format,
+ * which `google-pprof --text program path` (and --svg, with graphviz) reads
+ * as it is: in-use figures by default, allocated-since-start with
+ * --alloc_space/--alloc_objects. Allocates nothing (safe at exit, in the
+ * preload library). 0 on success, -1 with errno on failure.
+ * ZMALLOC_PROF_FILE=<path> writes it when the process exits normally. */
+int zmalloc_prof_dump(const char *path);
+/* Extension: samples lost because the profiler's fixed tables were full
+ * (8192 distinct stacks, about 100000 live samples); 0 normally. */
+size_t zmalloc_prof_dropped(void);
+
+/* Extension: guarded sampling. About one allocation in n of at most 8 KiB
+ * (0: off) is placed in a small reserved area of 256 slots, its end against
+ * an inaccessible guard page (or, every other use of a slot, its start just
+ * after one), and its pages made inaccessible when it is freed; freed slots
+ * are recycled first in, first out. A write past the end, before the start
+ * or into the freed block raises SIGSEGV, and the handler prints
+ * "zmalloc: guarded sample: heap overflow" (or "heap underflow", "use after
+ * free") with the address, the block's size and its allocation and free
+ * stacks, then aborts; a fault outside the area goes to the SIGSEGV handler
+ * the program had installed before. An overflow into the few bytes a
+ * block's alignment leaves before the guard page is found when the block
+ * is freed. Which allocations are picked is proportional to their size (the
+ * sampler counts bytes; n is turned into bytes with the thread's mean
+ * request size). ZMALLOC_GUARD_SAMPLE=<n> sets it at start.
+ * Cost: two mprotect calls per guarded block. */
+void zmalloc_guard_set_sample(size_t n);
+
 /* Extension: allocation sites as file:line in verification reports. Define
  * ZMALLOC_DEBUG_SITES before including this header (in a verification
  * build; elsewhere it changes nothing) and the allocating calls below

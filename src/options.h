@@ -77,7 +77,17 @@
       "preload library: 1 prints allocation statistics to stderr at exit, json prints them as "  \
       "one JSON line")                                                                           \
     X(STATS_FILE, "stats_file", "",                                                              \
-      "preload library: at exit, append one JSON line of statistics per process to this file")
+      "preload library: at exit, append one JSON line of statistics per process to this file") \
+    /* heap profiler and guarded sampling (sample.c, prof.c, guard.c) */                         \
+    X(PROF_SAMPLE, "prof_sample", 0,                                                             \
+      "mean bytes between heap-profile samples (exponentially distributed intervals); 0: the "  \
+      "profiler is off")                                                                         \
+    X(PROF_FILE, "prof_file", "",                                                                \
+      "file the heap profile is written to when the process exits (%p: the process id); "       \
+      "empty: none")                                                                             \
+    X(GUARD_SAMPLE, "guard_sample", 0,                                                           \
+      "guarded sampling: about one allocation in this many of at most 8 KiB is placed against "  \
+      "a guard page; 0: off")
 
 typedef enum zm_option_id {
 #define ZM_OPTION_ENUM_(id, name, def, doc) ZM_OPT_##id,

@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Atomic: any thread may be first to ask (a plain variable is a data race
@@ -123,6 +125,50 @@ void *zm_os_remap(void *addr, size_t old_size, size_t new_size, void *dst) {
     void *n = dst ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
                   : mremap(addr, old_size, new_size, 0);
     return n == MAP_FAILED ? NULL : n;
+}
+
+void *zm_os_reserve(size_t size) {
+    void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int zm_os_protect(void *addr, size_t size, int rw) {
+    return mprotect(addr, size, rw ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+/* The handler that was installed before ours; read in the handler only. */
+static struct sigaction previous_segv;
+static void (*segv_fn)(int, void *, void *, void *);
+
+static void segv_trampoline(int sig, siginfo_t *info, void *ctx) {
+    segv_fn(sig, info->si_addr, info, ctx);
+}
+
+int zm_os_segv_install(void (*fn)(int sig, void *fault_addr, void *info, void *ctx)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_trampoline;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    segv_fn = fn;
+    return sigaction(SIGSEGV, &sa, &previous_segv);
+}
+
+void zm_os_segv_chain(int sig, void *info, void *ctx) {
+    struct sigaction prev = previous_segv;
+    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction) {
+        prev.sa_sigaction(sig, info, ctx);
+    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+        prev.sa_handler(sig);
+    } else {
+        /* Default action: returning re-executes the faulting access, which
+         * then kills the process as it would have without us. */
+        signal(SIGSEGV, SIG_DFL);
+    }
+}
+
+long zm_os_thread_id(void) {
+    return (long)syscall(SYS_gettid);
 }
 
 /* Read a whole small file into buf (NUL-terminated); returns bytes or -1. */

@@ -58,6 +58,22 @@ int zm_os_write_all(int fd, const void *buf, size_t len);
  * environ. Entries longer than 4 KiB are skipped. */
 int zm_os_environ_each(void (*fn)(const char *entry, void *arg), void *arg);
 
+/* Reserve size bytes of address space with no access (PROT_NONE): the
+ * guarded-sampling area. NULL on failure. */
+void *zm_os_reserve(size_t size);
+/* Make [addr, addr + size) (page-aligned) readable and writable (rw != 0)
+ * or inaccessible (rw == 0). 0 on success. */
+int zm_os_protect(void *addr, size_t size, int rw);
+/* Install fn as the SIGSEGV handler (with SA_SIGINFO and SA_ONSTACK),
+ * keeping the handler that was there for zm_os_segv_chain(). 0 on success.
+ * fn receives the fault address. */
+int zm_os_segv_install(void (*fn)(int sig, void *fault_addr, void *info, void *ctx));
+/* Pass a fault that is not ours to the handler installed before ours (or
+ * the default action, which re-raises it when the handler returns). */
+void zm_os_segv_chain(int sig, void *info, void *ctx);
+/* The kernel's thread id (for reports). */
+long zm_os_thread_id(void);
+
 /* /proc readers used by the Redis API (zmalloc.h documents each). */
 size_t zm_os_rss(void);
 /* Field number field (1-based, as in proc(5)) of /proc/self/stat. */

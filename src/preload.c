@@ -45,6 +45,7 @@
 #include "layer.h"
 #include "platform.h"
 #include "preload.h"
+#include "sample.h"
 
 #define ZPL_EXPORT __attribute__((visibility("default")))
 #define ZPL_MIN_ALIGN alignof(max_align_t)
@@ -62,6 +63,82 @@ static __attribute__((noinline, cold)) void *zpl_enomem(void) {
     return NULL;
 }
 
+/* ---------------------------------------------------------------------
+ * Sampled allocations (sample.h): heap profiler and guarded sampling
+ * --------------------------------------------------------------------- */
+
+enum { ZPL_OP_MALLOC, ZPL_OP_CALLOC, ZPL_OP_REALLOC, ZPL_OP_ALIGNED };
+
+/* Free of a block the free filter flagged. */
+static __attribute__((noinline, cold)) void zpl_free_sampled(void *ptr, void *ret, void *frame) {
+    zm_prof_forget(ptr); /* a guarded block may be profiled too */
+    if (zm_guard_owns(ptr)) {
+        size_t size = zm_guard_size(ptr);
+        zm_smp_stack st;
+        zm_smp_capture(&st, ret, frame);
+        if (ZPL_COUNTING()) zpl_count(size, 'f', -(int64_t)size);
+        zm_guard_free(ptr, &st);
+        return;
+    }
+    size_t usable = zpl_size_of(ptr);
+    if (ZPL_COUNTING()) zpl_count(usable, 'f', -(int64_t)usable);
+    zm_lower_free(ptr, usable);
+}
+
+static inline size_t zpl_block_size(void *ptr) {
+    if (zm_smp_hit(ptr) && zm_guard_owns(ptr)) return zm_guard_size(ptr);
+    return zpl_size_of(ptr);
+}
+
+/* The countdown ran out, or a realloc's block is flagged: as the front
+ * end's allocate_sampled, with glibc's semantics. */
+static __attribute__((noinline, cold)) void *zpl_alloc_sampled(int op, void *ptr, size_t size,
+                                                               size_t alignment, void *ret,
+                                                               void *frame) {
+    if (ZM_TOO_BIG(size)) return zpl_enomem();
+    zm_smp_decision d = {0, 0, 0};
+    if (zm_smp_countdown < 0) zm_smp_decide(size, op != ZPL_OP_ALIGNED, &d);
+    zm_smp_stack st = {.depth = 0};
+    if (d.guard || d.profile) zm_smp_capture(&st, ret, frame);
+    size_t want = ZM_MIN_REQUEST(size), usable = 0, old = 0;
+    int old_sampled = op == ZPL_OP_REALLOC && zm_smp_hit(ptr);
+    int old_guarded = old_sampled && zm_guard_owns(ptr);
+    if (op == ZPL_OP_REALLOC) old = old_guarded ? zm_guard_size(ptr) : zpl_size_of(ptr);
+    void *p = d.guard ? zm_guard_alloc(want, &st) : NULL;
+    if (p) usable = want;
+    if (op == ZPL_OP_REALLOC && (p || old_guarded)) {
+        /* A move into or out of the guarded area: copy, free the old block. */
+        if (!p) p = zm_lower_malloc(want, &usable);
+        if (!p) return zpl_enomem();
+        memcpy(p, ptr, old < usable ? old : usable);
+        if (old_sampled) zpl_free_sampled(ptr, ret, frame);
+        else zm_lower_free(ptr, old);
+        if (ZPL_COUNTING()) zpl_count(usable, 'r', (int64_t)usable - (int64_t)old);
+    } else if (!p) {
+        if (old_sampled) zm_prof_forget(ptr);
+        switch (op) {
+        case ZPL_OP_MALLOC: p = zm_lower_malloc(want, &usable); break;
+        case ZPL_OP_CALLOC: p = zm_lower_calloc(want, &usable); break;
+        case ZPL_OP_REALLOC: p = zm_lower_realloc(ptr, want, &usable); break;
+        default: p = zm_lower_aligned_alloc(alignment, want, &usable); break;
+        }
+        if (!p) return zpl_enomem();
+        if (ZPL_COUNTING()) {
+            if (op == ZPL_OP_REALLOC) zpl_count(usable, 'r', (int64_t)usable - (int64_t)old);
+            else zpl_count(usable, 'a', (int64_t)usable);
+        }
+    } else if (ZPL_COUNTING()) {
+        zpl_count(usable, 'a', (int64_t)usable);
+    }
+    if (d.profile) zm_prof_record(p, want, d.weight, &st);
+    return p;
+}
+
+/* Evaluated in the exported entry point the zpl_* function is inlined
+ * into: the program's return address and frame. */
+#define ZPL_SAMPLED(op, ptr, size, align) \
+    zpl_alloc_sampled(op, ptr, size, align, __builtin_return_address(0), ZM_SMP_FRAME())
+
 /* The work of each function, without ZM_NOTE_CALLER: the exported entry
  * points note their caller (the allocation site of a verification build)
  * once and then call these, so a realloc(NULL, n) or an aligned request is
@@ -77,7 +154,8 @@ static __attribute__((noinline)) void *zpl_malloc_slow(size_t size) {
 
 /* Fast path: the mode word, then the pool's table-indexed pop (no call, no
  * stack frame; everything else is the tail-called slow path). */
-static inline void *zpl_malloc(size_t size) {
+static inline __attribute__((always_inline)) void *zpl_malloc(size_t size) {
+    if (zm_smp_tick(size)) return ZPL_SAMPLED(ZPL_OP_MALLOC, NULL, size, 0);
 #if ZM_LAYER_HAS_FAST
     if (zpl_likely(!ZPL_COUNTING())) {
         size_t usable;
@@ -88,8 +166,12 @@ static inline void *zpl_malloc(size_t size) {
     return zpl_malloc_slow(size);
 }
 
-static inline void zpl_free(void *ptr) {
+static inline __attribute__((always_inline)) void zpl_free(void *ptr) {
     if (zpl_unlikely(!ptr)) return;
+    if (zm_smp_hit(ptr)) {
+        zpl_free_sampled(ptr, __builtin_return_address(0), ZM_SMP_FRAME());
+        return;
+    }
 #if ZMALLOC_DEBUG_BUILD
     /* The verification layer checks the size it is given. */
     size_t usable = zpl_size_of(ptr);
@@ -107,7 +189,7 @@ static inline void zpl_free(void *ptr) {
 #endif
 }
 
-static inline void *zpl_realloc(void *ptr, size_t size) {
+static inline __attribute__((always_inline)) void *zpl_realloc(void *ptr, size_t size) {
     if (!ptr) return zpl_malloc(size);
     if (size == 0) {
         /* glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL. */
@@ -115,6 +197,7 @@ static inline void *zpl_realloc(void *ptr, size_t size) {
         return NULL;
     }
     if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
+    if (zm_smp_tick(size) || zm_smp_hit(ptr)) return ZPL_SAMPLED(ZPL_OP_REALLOC, ptr, size, 0);
     size_t usable, old = 0;
     int counting = ZPL_COUNTING();
     if (counting) old = zpl_size_of(ptr);
@@ -125,9 +208,10 @@ static inline void *zpl_realloc(void *ptr, size_t size) {
 }
 
 /* alignment: a power of two. */
-static void *zpl_aligned(size_t alignment, size_t size) {
+static inline __attribute__((always_inline)) void *zpl_aligned(size_t alignment, size_t size) {
     if (alignment <= ZPL_MIN_ALIGN) return zpl_malloc(size);
     if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
+    if (zm_smp_tick(size)) return ZPL_SAMPLED(ZPL_OP_ALIGNED, NULL, size, alignment);
     size_t usable;
     void *p = zm_lower_aligned_alloc(alignment, ZM_MIN_REQUEST(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
@@ -150,6 +234,7 @@ ZPL_EXPORT void *calloc(size_t nmemb, size_t size) {
     size_t bytes, usable;
     if (zpl_unlikely(__builtin_mul_overflow(nmemb, size, &bytes) || ZM_TOO_BIG(bytes)))
         return zpl_enomem();
+    if (zm_smp_tick(bytes)) return ZPL_SAMPLED(ZPL_OP_CALLOC, NULL, bytes, 0);
     void *p = zm_lower_calloc(ZM_MIN_REQUEST(bytes), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
@@ -224,7 +309,7 @@ ZPL_EXPORT void *pvalloc(size_t size) {
 }
 
 ZPL_EXPORT size_t malloc_usable_size(void *ptr) {
-    return ptr ? zpl_size_of(ptr) : 0;
+    return ptr ? zpl_block_size(ptr) : 0;
 }
 
 ZPL_EXPORT int malloc_trim(size_t pad) {

@@ -38,6 +38,7 @@
 #include "account.h"
 #include "layer.h"
 #include "platform.h"
+#include "sample.h"
 
 /* The prefix is 16 bytes, not Redis's 8, so blocks keep malloc's
  * max_align_t alignment; the size is in its last word. */
@@ -132,7 +133,8 @@ static inline void charge(long long delta) {
 
 static inline long long used_total(void) {
 #if ZM_LAYER_COUNTS
-    return (long long)zm_be_used_memory();
+    /* Guarded blocks (guard.c) are not the pool's: their bytes are added. */
+    return (long long)zm_be_used_memory() + zm_guard_live_bytes();
 #else
     return zm_account_total();
 #endif
@@ -369,6 +371,12 @@ static __attribute__((noinline)) void *allocate_slow(zm_op op, void *ptr, size_t
 }
 #endif
 
+/* Sampled allocations (sample.h: the heap profiler, guarded sampling):
+ * the countdown ran out, or a block being reallocated is flagged. */
+static __attribute__((noinline, cold)) void *allocate_sampled(zm_op op, void *ptr, size_t size,
+                                                              size_t arg, size_t *usable, int oom,
+                                                              void *ret, void *frame);
+
 /* The allocation funnel: every allocating entry point comes here.
  *
  * Fast path (pool backend, no memory limit, up to 1 KiB): one load of the
@@ -391,6 +399,11 @@ static __attribute__((noinline)) void *allocate_slow(zm_op op, void *ptr, size_t
  * late-loaded libraries; LTO inlines the pool's fast path. */
 static inline __attribute__((always_inline)) void *allocate(zm_op op, void *ptr, size_t size,
                                                             size_t arg, size_t *usable, int oom) {
+    /* Sampling: one thread-local subtract and a never-taken branch when
+     * off (sample.h); a realloc also asks the free filter about its block. */
+    if (zm_smp_tick(size) || ((op == OP_REALLOC || op == OP_RALLOCX) && zm_smp_hit(ptr)))
+        return allocate_sampled(op, ptr, size, arg, usable, oom, __builtin_return_address(0),
+                                ZM_SMP_FRAME());
 #if ZM_LAYER_HAS_FAST
     if (op == OP_MALLOC && zm_likely(atomic_load_explicit(&memory_limit, memory_order_relaxed) == 0)) {
         size_t got;
@@ -434,18 +447,84 @@ static __attribute__((noinline, cold)) void release_while_pinned(void *ptr) {
         release_block(ptr);
 }
 
-/* The free funnel: every freeing entry point comes here. */
-static inline void release(void *ptr, size_t *usable) {
-    if (!ptr) {
-        if (usable) *usable = 0;
-        return;
-    }
+static inline __attribute__((always_inline)) void release_unsampled(void *ptr, size_t *usable) {
     if (usable) *usable = user_size(ptr);
     if (zm_unlikely(atomic_load_explicit(&pins_active, memory_order_relaxed) != 0)) {
         release_while_pinned(ptr);
         return;
     }
     release_block(ptr);
+}
+
+/* Free of a block the free filter flagged: a guarded block goes back to the
+ * guarded area, a profiled one leaves the profile first (a guarded block
+ * may be profiled too). */
+static __attribute__((noinline, cold)) void release_sampled(void *ptr, size_t *usable, void *ret,
+                                                            void *frame) {
+    zm_prof_forget(ptr);
+    if (zm_guard_owns(ptr)) {
+        size_t size = zm_guard_size(ptr);
+        if (usable) *usable = size;
+        zm_smp_stack st;
+        zm_smp_capture(&st, ret, frame);
+        charge(-(long long)charged(size));
+        zm_guard_free(ptr, &st);
+        return;
+    }
+    release_unsampled(ptr, usable);
+}
+
+/* The free funnel: every freeing entry point comes here. */
+static inline __attribute__((always_inline)) void release(void *ptr, size_t *usable) {
+    if (!ptr) {
+        if (usable) *usable = 0;
+        return;
+    }
+    /* A sampled or guarded block? One byte of the free filter (sample.h). */
+    if (zm_smp_hit(ptr)) {
+        release_sampled(ptr, usable, __builtin_return_address(0), ZM_SMP_FRAME());
+        return;
+    }
+    release_unsampled(ptr, usable);
+}
+
+static void *allocate_sampled(zm_op op, void *ptr, size_t size, size_t arg, size_t *usable,
+                              int oom, void *ret, void *frame) {
+    size_t ignored;
+    if (!usable) usable = &ignored;
+    int is_realloc = op == OP_REALLOC || op == OP_RALLOCX;
+    zm_smp_decision d = {0, 0, 0};
+    if (zm_smp_countdown < 0) {
+        int guard_ok = (op == OP_MALLOC || op == OP_CALLOC || op == OP_REALLOC) &&
+                       atomic_load_explicit(&memory_limit, memory_order_relaxed) == 0;
+        zm_smp_decide(size, guard_ok, &d);
+    }
+    zm_smp_stack st = {.depth = 0};
+    if (d.guard || d.profile) zm_smp_capture(&st, ret, frame);
+    int old_sampled = is_realloc && zm_smp_hit(ptr);
+    int old_guarded = old_sampled && zm_guard_owns(ptr);
+    size_t want = ZM_TOO_BIG(size) ? size : ZM_MIN_REQUEST(size);
+    void *p = NULL;
+    if (d.guard && (p = zm_guard_alloc(want, &st)) != NULL) {
+        charge((long long)charged(want));
+        *usable = want;
+    }
+    if (is_realloc && (p || old_guarded)) {
+        /* A move into or out of the guarded area: copy, free the old block. */
+        size_t old = old_guarded ? zm_guard_size(ptr) : user_size(ptr);
+        if (!p) p = allocate_generic(OP_MALLOC, NULL, size, 0, usable, oom);
+        if (!p) return NULL;
+        memcpy(p, ptr, old < *usable ? old : *usable);
+        if (old_sampled) release_sampled(ptr, NULL, ret, frame);
+        else release_unsampled(ptr, NULL);
+    } else if (!p) {
+        /* A profiled block leaves the profile before the lower layer may
+         * hand its address to another thread. */
+        if (old_sampled) zm_prof_forget(ptr);
+        p = allocate_generic(op, ptr, size, arg, usable, oom);
+    }
+    if (p && d.profile) zm_prof_record(p, want, d.weight, &st);
+    return p;
 }
 
 /* realloc semantics shared by every variant: NULL ptr allocates, size 0
@@ -578,11 +657,13 @@ void *zmalloc_aligned(size_t alignment, size_t size) {
 }
 
 size_t zmalloc_size(void *ptr) {
+    if (zm_smp_hit(ptr) && zm_guard_owns(ptr)) return charged(zm_guard_size(ptr));
     return block_charge(ptr);
 }
 
 #if !ZM_LAYER_HAS_SIZE
 size_t zmalloc_usable_size(void *ptr) {
+    if (zm_smp_hit(ptr) && zm_guard_owns(ptr)) return zm_guard_size(ptr);
     return user_size(ptr);
 }
 #else
@@ -641,6 +722,10 @@ void *zrealloc_with_flags(void *ptr, size_t size, int flags) {
 
 void zfree_with_flags(void *ptr, int flags) {
     if (!ptr) return;
+    if (zm_smp_hit(ptr)) { /* zmalloc'd and sampled: the ordinary free */
+        release(ptr, NULL);
+        return;
+    }
     if (zm_unlikely(atomic_load_explicit(&pins_active, memory_order_relaxed) != 0) &&
         ptr == reclaim_pinned) {
         pinned_freed = 1;
