@@ -76,6 +76,20 @@ static inline int test_summary(const char *name) {
     return test_failed ? 1 : 0;
 }
 
+/* Reads a child's output from fd into buf (NUL-terminated) until EOF, then
+ * reaps it. Returns its exit code, or -signal if a signal killed it. */
+static inline int collect_child(pid_t pid, int fd, char *buf, size_t cap) {
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fd);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
 /* Runs fn(arg) in a forked child with its stderr captured into buf
  * (NUL-terminated). Returns the child's exit code, or -signal if a signal
  * killed it. */
@@ -91,15 +105,7 @@ static inline int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap
         _exit(0);
     }
     close(pipefd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < cap - 1 && (n = read(pipefd[0], buf + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(pipefd[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    return collect_child(pid, pipefd[0], buf, cap);
 }
 
 /* A death test: 1 when fn(arg) in a child died by SIGABRT (or, with

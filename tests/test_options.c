@@ -240,15 +240,7 @@ static int run_self(char *const env[], const char *names, char *out, size_t cap)
         _exit(127);
     }
     close(fd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < cap - 1 && (n = read(fd[0], out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fd[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return collect_child(pid, fd[0], out, cap);
 }
 
 static void test_process_environment(void) {
