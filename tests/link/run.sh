@@ -13,6 +13,13 @@
 #   handover          LINK_THREADS (10000) threads that allocate, free half
 #                     and hand half to the main thread (exact accounting),
 #                     linked as pkgconfig-shared
+#   static-exe        a fully static executable: cc -static with
+#                     `pkg-config --static` (on jemalloc this is the path
+#                     where the backend cannot find jemalloc's plain entry
+#                     points and uses mallocx/dallocx; static_exe.c checks
+#                     that). Only where every archive of the static link
+#                     exists: Debian ships no libmimalloc.a, so mimalloc
+#                     reports "skipped" with the missing archive, not a pass.
 # Prints one line per mode and "link-NAME: N passed, M failed" (modes).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -122,6 +129,23 @@ for prog in mixed handover; do
     check $prog "$log" "$out/$prog" "$threads"
   else fail $prog build "$log"; fi
 done
+
+# A fully static executable
+log=$out/static-exe.log
+# Every -lNAME of the static link must exist as libNAME.a, or the mode is
+# reported skipped with the missing archives (Debian ships no libmimalloc.a).
+missing=
+for l in $zm_static_libs; do
+  case $l in -l:*) ;; -l*) a=lib${l#-l}.a
+    [ "$($CC -print-file-name="$a")" = "$a" ] && missing="$missing $a";; esac
+done
+if [ -n "$missing" ]; then
+  echo "   static-exe: skipped (no static archive:$missing)"
+elif $CC "${cflags[@]}" -static -pthread -DTEST_API_ENTRY=test_api_suite "$here/static_exe.c" \
+       "$tests/test_api.c" $zm_cflags $zm_static_libs -o "$out/static-exe" >"$log" 2>&1 &&
+     ! readelf -d "$out/static-exe" 2>/dev/null | grep -q NEEDED; then
+  check static-exe "$log" "$out/static-exe"
+else fail static-exe "build, or the executable is not static" "$log"; fi
 
 echo "link-$name: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
