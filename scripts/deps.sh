@@ -7,7 +7,7 @@ set -u
 want=(cmake pkg-config make gcc clang libclang-rt-14-dev libjemalloc-dev
       libgoogle-perftools-dev libmimalloc-dev valgrind gnuplot-nox python3
       sqlite3 tcl perl git g++ libpython3.11-testsuite dpkg-dev
-      google-perftools graphviz)
+      google-perftools graphviz libunwind-dev liblzma-dev)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
