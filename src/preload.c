@@ -166,6 +166,11 @@ static inline __attribute__((always_inline)) void *zpl_malloc(size_t size) {
     return zpl_malloc_slow(size);
 }
 
+/* free tests no mode word: with statistics on, every byte of the free
+ * filter is set (preload_stats.c, before the mode says so), so every free
+ * takes zpl_free_sampled(), which counts. Before the options are read no
+ * block exists to free: the first allocation reads them. The fast path is
+ * a leaf with tail calls only (no stack frame, no saved registers). */
 static inline __attribute__((always_inline)) void zpl_free(void *ptr) {
     if (zpl_unlikely(!ptr)) return;
     if (zm_smp_hit(ptr)) {
@@ -174,18 +179,10 @@ static inline __attribute__((always_inline)) void zpl_free(void *ptr) {
     }
 #if ZMALLOC_DEBUG_BUILD
     /* The verification layer checks the size it is given. */
-    size_t usable = zpl_size_of(ptr);
-    if (ZPL_COUNTING()) zpl_count(usable, 'f', -(int64_t)usable);
-    zm_lower_free(ptr, usable);
+    zm_lower_free(ptr, zpl_size_of(ptr));
 #else
-    /* The pool's free needs no size (backend_pool.c): look it up only when
-     * counting. */
-    size_t usable = ZM_USABLE_UNKNOWN;
-    if (ZPL_COUNTING()) {
-        usable = zpl_size_of(ptr);
-        zpl_count(usable, 'f', -(int64_t)usable);
-    }
-    zm_lower_free(ptr, usable);
+    /* The pool's free needs no size (backend_pool.c). */
+    zm_lower_free(ptr, ZM_USABLE_UNKNOWN);
 #endif
 }
 

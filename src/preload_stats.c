@@ -34,6 +34,7 @@
 #include "options.h"
 #include "platform.h"
 #include "preload.h"
+#include "sample.h"
 
 _Static_assert(ZM_ACCOUNT_EXTRA >= ZPL_X_COUNT, "the preload build sets ZM_ACCOUNT_EXTRA");
 
@@ -154,6 +155,13 @@ static void zpl_init(void) {
         } else if (*stats && strcmp(stats, "0") != 0) {
             mode = ZPL_STATS;
         }
+        /* Statistics count every free: free() tests no mode word, only the
+         * free filter, so every byte of it is set first (saturated bytes
+         * stay set; sampling and guards still work, their frees just all
+         * take the slow path, which tells them apart). */
+        if (mode == ZPL_STATS)
+            for (size_t i = 0; i < sizeof zm_smp_filter; i++)
+                atomic_store_explicit(&zm_smp_filter[i], 255, memory_order_relaxed);
         atomic_store(&zpl_mode, mode);
     }
     /* Another thread is reading them: plain until it is done. */

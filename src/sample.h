@@ -13,13 +13,15 @@
  *               with whichever comes first (allocations are counted through
  *               the bytes: see sample.c).
  *   free        zm_smp_hit(ptr): one byte of a 16 KiB counting filter,
- *               indexed by a multiplicative hash of the address. Every
- *               sampled or guarded block bumps its byte while it is live, so
+ *               indexed by address bits 4-17. Every sampled or guarded
+ *               block (and a block pinned by a reallocation's reclaim
+ *               handler, zmalloc.c) bumps its byte while it is live, so
  *               a free of such a block always takes the slow path; any other
  *               free takes it only on a collision (probability about live
  *               samples / 16384). With nothing sampled the filter is all
- *               zeros: shift, multiply, shift, one load, one never-taken
- *               branch (5 instructions, one cache line of a 16 KiB table).
+ *               zeros: shift, mask, one load, one never-taken branch (about
+ *               6 instructions with the table's address, one cache line of a
+ *               16 KiB table).
  *
  * Everything else is out of line (cold, noinline) in sample.c, prof.c and
  * guard.c. None of it takes a lock or calls malloc: a sampled allocation
@@ -43,9 +45,14 @@ extern __thread long zm_smp_countdown __attribute__((tls_model("initial-exec")))
 extern _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS] ZM_SMP_HIDDEN;
 
 static inline unsigned zm_smp_slot(const void *p) {
-    /* Blocks are at least 16-byte aligned: drop those bits, then Fibonacci
-     * hashing spreads any stride over the whole table. */
-    return (unsigned)((((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - ZM_SMP_FILTER_BITS));
+    /* Blocks are at least 16-byte aligned: the next 14 address bits, as
+     * they are (shift, and: two instructions on every free). A collision
+     * only sends a free to the slow path, which finds the block is not
+     * sampled; blocks at the same offset of 256 KiB windows share a slot,
+     * so a live sample costs about 1/16384 of random frees a slow-path
+     * visit, as a hash would. (A multiplicative hash spread strides better
+     * but cost three more instructions per free, sampling on or off.) */
+    return (unsigned)(((uintptr_t)p >> 4) & ((1u << ZM_SMP_FILTER_BITS) - 1));
 }
 
 /* 1 when this allocation must go to the slow path. */

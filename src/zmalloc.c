@@ -294,12 +294,12 @@ static inline __attribute__((always_inline)) void *attempt(zm_op op, void *ptr, 
 /* A reclaim handler may free the block being reallocated (zmalloc.h says
  * what happens): while it runs for a reallocation, that block is pinned
  * here, and release() of it only marks it; the reallocation then stops and
- * the block is released after the handler returns. */
+ * the block is released after the handler returns. The pinned block is
+ * entered in the free filter (sample.h) for that time, so its free takes
+ * release_sampled(), which looks at the pin: the free fast path pays
+ * nothing for pins. */
 static __thread void *reclaim_pinned __attribute__((tls_model("initial-exec")));
 static __thread int pinned_freed __attribute__((tls_model("initial-exec")));
-/* Threads with a pinned block: release() looks at its thread's pin only
- * while this is non-zero, so its fast path pays one load of a global. */
-static _Atomic int pins_active;
 
 static inline void release_block(void *ptr);
 
@@ -318,12 +318,12 @@ static __attribute__((noinline, cold)) void *attempt_with_reclaim(zm_op op, void
         if (is_realloc) {
             reclaim_pinned = ptr;
             pinned_freed = 0;
-            atomic_fetch_add(&pins_active, 1);
+            zm_smp_filter_add(ptr);
         }
         size_t freed = handler(charged(ZM_MIN_REQUEST(size)));
         in_reclaim = 0;
         if (is_realloc) {
-            atomic_fetch_sub(&pins_active, 1);
+            zm_smp_filter_remove(ptr);
             reclaim_pinned = NULL;
             if (pinned_freed) {
                 /* The program gave the block up: nothing left to resize. */
@@ -379,24 +379,28 @@ static __attribute__((noinline, cold)) void *allocate_sampled(zm_op op, void *pt
 
 /* The allocation funnel: every allocating entry point comes here.
  *
- * Fast path (pool backend, no memory limit, up to 1 KiB): one load of the
- * limit, the pool's table-indexed pop and its per-class count, which is
- * also the used-memory total: no call, no stack frame, the slow path is a
- * tail call. Counted with callgrind (2026-12-02) through the installed
- * libzmalloc.so linked with pkg-config, a loop of zmalloc(16..255) +
- * zfree: 65 instructions per pair with gcc (67 with clang, which has no
- * noplt: zmalloc.h asks gcc to call through the GOT, skipping the PLT
- * stub), the loop (9) and the accounting included: zmalloc 20, zfree 37
- * (of which the NULL test 3, the reclaim-pin test 3, and 6 for the
- * "only page of its class" test that every pair hits, as each free
- * empties the page). jemalloc's
- * malloc+free in the same loop: 79, glibc's: 140. Target 40: not reached.
+ * Fast path (pool backend, no memory limit, up to 1 KiB): the sampling
+ * countdown, one load of the limit, the pool's table-indexed pop and its
+ * per-class count, which is also the used-memory total: no call, no stack
+ * frame, the slow path is a tail call. Counted with callgrind (bench/run.py
+ * `callgrind`, 2026-12-03) through the installed libzmalloc.so linked with
+ * pkg-config, a loop of zmalloc(16..256) + zfree: 68 instructions per pair
+ * with gcc 12, the loop (10) and the accounting included: zmalloc 23
+ * (countdown 3, limit 3, heap 2, size test 2, table 3, pop 6, counts 2,
+ * return 2), zfree 35 (NULL 3, free filter 7, page 7, owner 4, push 4,
+ * counts 3, "only page of its class" 3 that every pair hits, as each free
+ * empties the page, return 1). Was 79 before the reclaim pin moved into
+ * the free filter, the full-list flag into the owner word and the filter
+ * lost its hash. jemalloc's malloc+free in the same loop: 79, glibc's: 140.
+ * Target 40: not reached; what stands between is each a guarantee of this
+ * library (sampling, the memory limit, the free filter of sampled and
+ * guarded blocks, the owner test that makes cross-thread frees safe).
  * What the shared library costs: PIC is free here (no global but
- * memory_limit/pins_active, both %rip-relative); thread-locals are
+ * memory_limit and the filter, both %rip-relative); thread-locals are
  * initial-exec (two instructions, no __tls_get_addr call), which a
- * dlopen'ed libzmalloc.so can still use because its TLS block is 72 bytes
- * (the preload library's 32), far inside glibc's static TLS reserve for
- * late-loaded libraries; LTO inlines the pool's fast path. */
+ * dlopen'ed libzmalloc.so can still use because its TLS block is small
+ * (72 bytes; the preload library's 32), far inside glibc's
+ * static TLS reserve for late-loaded libraries. */
 static inline __attribute__((always_inline)) void *allocate(zm_op op, void *ptr, size_t size,
                                                             size_t arg, size_t *usable, int oom) {
     /* Sampling: one thread-local subtract and a never-taken branch when
@@ -438,29 +442,22 @@ static inline void release_block(void *ptr) {
 #endif
 }
 
-/* While some thread has a pinned block: this thread's pinned block is
- * only marked freed; any other block is released as usual. */
-static __attribute__((noinline, cold)) void release_while_pinned(void *ptr) {
-    if (ptr == reclaim_pinned)
-        pinned_freed = 1;
-    else
-        release_block(ptr);
-}
-
 static inline __attribute__((always_inline)) void release_unsampled(void *ptr, size_t *usable) {
     if (usable) *usable = user_size(ptr);
-    if (zm_unlikely(atomic_load_explicit(&pins_active, memory_order_relaxed) != 0)) {
-        release_while_pinned(ptr);
-        return;
-    }
     release_block(ptr);
 }
 
-/* Free of a block the free filter flagged: a guarded block goes back to the
- * guarded area, a profiled one leaves the profile first (a guarded block
- * may be profiled too). */
+/* Free of a block the free filter flagged: this thread's pinned block is
+ * only marked freed; a guarded block goes back to the guarded area, a
+ * profiled one leaves the profile first (a guarded block may be profiled
+ * too). */
 static __attribute__((noinline, cold)) void release_sampled(void *ptr, size_t *usable, void *ret,
                                                             void *frame) {
+    if (ptr == reclaim_pinned) {
+        if (usable) *usable = user_size(ptr);
+        pinned_freed = 1;
+        return;
+    }
     zm_prof_forget(ptr);
     if (zm_guard_owns(ptr)) {
         size_t size = zm_guard_size(ptr);
@@ -722,13 +719,8 @@ void *zrealloc_with_flags(void *ptr, size_t size, int flags) {
 
 void zfree_with_flags(void *ptr, int flags) {
     if (!ptr) return;
-    if (zm_smp_hit(ptr)) { /* zmalloc'd and sampled: the ordinary free */
+    if (zm_smp_hit(ptr)) { /* sampled or pinned (see reclaim_pinned): the ordinary free */
         release(ptr, NULL);
-        return;
-    }
-    if (zm_unlikely(atomic_load_explicit(&pins_active, memory_order_relaxed) != 0) &&
-        ptr == reclaim_pinned) {
-        pinned_freed = 1;
         return;
     }
     charge(-(long long)zm_be_usable_size(ptr));

@@ -80,11 +80,10 @@ static void check_queue(const zp_heap *heap, const zp_pageq *q, int want_full, i
     for (const zp_page *pg = q->first; pg; prev = pg, pg = pg->next) {
         REQUIRE(pg->prev == prev, "page queue back link broken", pg);
         REQUIRE(pg->state == ZP_PAGE_IN_USE, "queued page is not in use", pg);
-        REQUIRE(atomic_load_explicit(&pg->xheap, memory_order_relaxed) == heap,
+        REQUIRE(zp_page_owner(pg, memory_order_relaxed) == heap,
                 "queued page owned by another heap", pg);
-        int in_full = atomic_load_explicit(&pg->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL;
-        REQUIRE(in_full == (want_full ? ZP_PAGE_IN_FULL : 0),
-                "page's IN_FULL flag disagrees with the list it is on", pg);
+        REQUIRE(zp_page_in_full(pg) == !!want_full,
+                "page's full bit disagrees with the list it is on", pg);
         if (want_cls >= 0) REQUIRE(pg->cls == (unsigned)want_cls, "page in another class's queue", pg);
         zp_check_page(pg, where);
     }

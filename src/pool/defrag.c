@@ -116,9 +116,9 @@ static inline int page_has_room(const zp_page *page) {
 /* page is in heap's queue of class cls (pointer may be stale: only the
  * atomic owner field is read before that is known). */
 static inline int page_queued(zp_heap *heap, unsigned cls, const zp_page *page) {
-    return page && atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap &&
-           page->state == ZP_PAGE_IN_USE && page->cls == cls &&
-           !(atomic_load_explicit(&page->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL);
+    /* Owned and off the full list: the word is the heap exactly. */
+    return page && atomic_load_explicit(&page->xheap, memory_order_relaxed) == (uintptr_t)heap &&
+           page->state == ZP_PAGE_IN_USE && page->cls == cls;
 }
 
 /* Return page (queued in heap's class cls, not the current page) to its
@@ -210,14 +210,12 @@ int zm_be_defrag_hint(const void *p) {
     if (seg->kind == ZP_KIND_HUGE) return 0;
     zp_page *page = zp_page_of(seg, p);
     zp_heap *heap = zp_tl_heap;
-    if (atomic_load_explicit(&page->xheap, memory_order_relaxed) != heap) return 0;
+    if (zp_page_owner(page, memory_order_relaxed) != heap) return 0;
     /* From here on the page is ours: its owner fields are ours to read. */
     unsigned cls = page->cls;
     zp_page *current = heap->direct[cls];
     uint32_t used = page->used, reserved = page->reserved;
-    if (page == current || used >= reserved ||
-        (atomic_load_explicit(&page->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL))
-        return 0;
+    if (page == current || used >= reserved || zp_page_in_full(page)) return 0;
     zp_defrag_state *st = state_of(heap);
     if (zp_unlikely(!st)) return 0;
     zp_defrag_class *dc = &st->cls[cls];

@@ -187,7 +187,7 @@ static int page_to_full(zp_heap *heap, zp_page *page) {
     zp_pageq_remove(&heap->queues[page->cls], page);
     queue_fix(heap, page->cls);
     zp_pageq_push_back(&heap->full, page);
-    atomic_store_explicit(&page->flags, ZP_PAGE_IN_FULL, memory_order_relaxed);
+    zp_page_set_owner(page, heap, 1);
     return 1;
 }
 
@@ -213,7 +213,7 @@ static void page_stop_notify(zp_page *page, int wait) {
 
 static void page_unfull(zp_heap *heap, zp_page *page) {
     zp_pageq_remove(&heap->full, page);
-    atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+    zp_page_set_owner(page, heap, 0);
     zp_pageq_push_back(&heap->queues[page->cls], page);
     queue_fix(heap, page->cls);
     page_stop_notify(page, 0);
@@ -232,8 +232,7 @@ void zp_heap_page_retire(zp_heap *heap, zp_page *page) {
 /* Free by the owner on a slow path (page in the full list, or a delayed
  * block). Does not touch the live counters. */
 void zp_local_free(zp_heap *heap, zp_page *page, zp_block *b) {
-    if (atomic_load_explicit(&page->flags, memory_order_relaxed) & ZP_PAGE_IN_FULL)
-        page_unfull(heap, page);
+    if (zp_page_in_full(page)) page_unfull(heap, page);
     b->next = page->free;
     page->free = b;
     if (--page->used == 0) zp_heap_page_retire(heap, page);
@@ -356,7 +355,7 @@ void zp_free_generic(zp_segment *seg, zp_page *page, void *p) {
         zp_heap *h = heap_init_thread();
         if (h) heap = h;
     }
-    if (atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap) {
+    if (zp_page_owner(page, memory_order_relaxed) == heap) {
         zp_count(&heap->live[cls], -1);
         zp_local_free(heap, page, (zp_block *)p);
         return;
@@ -484,7 +483,7 @@ static void heap_abandon(zp_heap *heap) {
                 zp_segment_page_free(heap, page);
             } else {
                 /* Its free list stays: the adopter continues from it. */
-                atomic_store_explicit(&page->xheap, NULL, memory_order_release);
+                zp_page_set_owner(page, NULL, 0);
             }
         }
         zp_heap_set_direct(heap, c, &zp_empty_page);

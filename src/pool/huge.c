@@ -153,8 +153,7 @@ void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) {
     seg->map_size = total;
     seg->huge_usable = total - (size_t)(user - hdr);
     seg->pages[0].block_size = 0;
-    atomic_store_explicit(&seg->pages[0].xheap, NULL, memory_order_relaxed);
-    atomic_store_explicit(&seg->pages[0].flags, 0, memory_order_relaxed);
+    atomic_store_explicit(&seg->pages[0].xheap, 0, memory_order_relaxed);
     if (!cached) {
         zp_stat_add(&zp_stat.mapped, total);
         zp_stat_add(&zp_stat.committed, total);

@@ -34,9 +34,8 @@ void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) {
     page->rblock_size = (uint32_t)bs;
     page->state = ZP_PAGE_IN_USE;
     page->next = page->prev = NULL;
-    atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
     atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
-    atomic_store_explicit(&page->xheap, heap, memory_order_release);
+    zp_page_set_owner(page, heap, 0);
 }
 
 void zp_page_extend(zp_page *page) {
@@ -99,7 +98,7 @@ void zp_free_remote(zp_page *page, zp_block *head, zp_block *tail, uintptr_t n) 
                 continue;
             /* The owner cannot leave while NOTIFYING is set (abandon waits),
              * so the heap read here stays valid until the state is reset. */
-            zp_heap *heap = atomic_load_explicit(&page->xheap, memory_order_acquire);
+            zp_heap *heap = zp_page_owner(page, memory_order_acquire);
             if (heap) {
                 zp_block *d = atomic_load_explicit(&heap->xdelayed, memory_order_relaxed);
                 do {

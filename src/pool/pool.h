@@ -100,8 +100,10 @@ static inline uintptr_t zp_tf_ptr(uintptr_t tf) {
     return tf & (ZP_TF_COUNT_ONE - 1) & ~(uintptr_t)ZP_TF_MASK;
 }
 
-/* Page flag bits; free() takes its fast path only when they are all 0. */
-enum { ZP_PAGE_IN_FULL = 1 };
+/* zp_page.xheap is the owner heap's address with this bit set while the
+ * page is on the owner's full list: free's fast path compares the word
+ * with the thread's heap, one test for "mine, and not full". */
+#define ZP_XHEAP_FULL ((uintptr_t)1)
 
 /* zp_page.state: a page is free (its bit set in the segment's free_mask)
  * or in use by a heap (in a class queue or, with ZP_PAGE_IN_FULL, in the
@@ -129,9 +131,9 @@ typedef struct zp_page {
     uint64_t free_since; /* ms clock when the page went free (dirty list) */
     /* Read by every thread that frees into this page: a cache line of its
      * own, so remote frees do not pull the line the owner's malloc writes. */
-    _Alignas(64) _Atomic(struct zp_heap *) xheap; /* owner; NULL when free or abandoned */
+    /* owner | ZP_XHEAP_FULL; 0 when free or abandoned (zp_page_owner) */
+    _Alignas(64) _Atomic uintptr_t xheap;
     _Atomic uintptr_t xthread_free;  /* remote frees | ZP_TF_* state        */
-    _Atomic uint8_t flags;
     uint8_t rcls;
     uint32_t rblock_size;
 } zp_page;
@@ -156,6 +158,20 @@ _Static_assert(sizeof(zp_page) == 128, "zp_page grew");
  * pool page). */
 #define ZP_TOUCH_SHIFT 12
 #define ZP_TOUCH_SIZE ((size_t)1 << ZP_TOUCH_SHIFT)
+
+/* The page's owner (NULL when free or abandoned), whether it is on the
+ * owner's full list, and the one store that sets both. Release on the
+ * store: a remote freer that reads the owner (acquire) sees its heap. */
+static inline struct zp_heap *zp_page_owner(const zp_page *page, memory_order mo) {
+    return (struct zp_heap *)(atomic_load_explicit(&page->xheap, mo) & ~ZP_XHEAP_FULL);
+}
+static inline int zp_page_in_full(const zp_page *page) {
+    return (atomic_load_explicit(&page->xheap, memory_order_relaxed) & ZP_XHEAP_FULL) != 0;
+}
+static inline void zp_page_set_owner(zp_page *page, struct zp_heap *heap, int full) {
+    atomic_store_explicit(&page->xheap, (uintptr_t)heap | (full ? ZP_XHEAP_FULL : 0),
+                          memory_order_release);
+}
 
 /* ---- intrusive doubly linked lists ------------------------------------------
  * Pages (class queues, full and dirty lists) and segments (a heap's
@@ -477,21 +493,23 @@ static inline void *zp_malloc_fast(size_t size, size_t *usable) {
 }
 
 /* free: mask to the segment, index the page; if this thread owns the page
- * and it is not on the full list, push onto its free list. */
+ * and it is not on the full list (one compare: ZP_XHEAP_FULL), push onto
+ * its free list. */
 static inline void zp_free_fast(void *p) {
     zp_segment *seg = zp_segment_of(p);
     zp_page *page = zp_page_of(seg, p);
     zp_heap *heap = zp_tl_heap;
-    if (zp_likely(atomic_load_explicit(&page->xheap, memory_order_relaxed) == heap &&
-                  atomic_load_explicit(&page->flags, memory_order_relaxed) == 0)) {
+    if (zp_likely(atomic_load_explicit(&page->xheap, memory_order_relaxed) == (uintptr_t)heap)) {
         zp_block *b = (zp_block *)p;
         b->next = page->free;
         page->free = b;
         zp_count(&heap->live[page->cls], -1);
         if (zp_likely(--page->used != 0)) return;
         /* The only page of its class stays (zp_heap_page_retire's first
-         * rule, tested here: an alloc/free pair empties it every time). */
-        if (page->next == NULL && heap->queues[page->cls].first == page) return;
+         * rule, tested here: an alloc/free pair empties it every time). An
+         * owned page off the full list is in its class queue (check.c
+         * verifies it), so no links means it is alone there. */
+        if (((uintptr_t)page->next | (uintptr_t)page->prev) == 0) return;
         zp_heap_page_retire(heap, page);
         return;
     }

@@ -40,8 +40,7 @@ static void segment_setup(zp_segment *seg, unsigned kind) {
         pg->dirty = 0;
         pg->touched = 0; /* every free page of a segment set up is clean */
         pg->next = pg->prev = NULL;
-        atomic_store_explicit(&pg->xheap, NULL, memory_order_relaxed);
-        atomic_store_explicit(&pg->flags, 0, memory_order_relaxed);
+        atomic_store_explicit(&pg->xheap, 0, memory_order_relaxed);
         atomic_store_explicit(&pg->xthread_free, 0, memory_order_relaxed);
     }
 }
@@ -177,8 +176,7 @@ static void page_mark_free(zp_segment *seg, zp_page *page) {
     zp_stat_sub(&zp_stat.carved, (size_t)page->capacity * page->block_size);
     page->state = ZP_PAGE_FREE;
     page->free = NULL;
-    atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
-    atomic_store_explicit(&page->xheap, NULL, memory_order_relaxed);
+    atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
     seg->free_mask |= (uint64_t)1 << page->index;
     seg->used_pages--;
 }
@@ -233,7 +231,7 @@ int zp_segments_reclaim(zp_heap *heap, unsigned kind) {
     for (unsigned i = 0; i < seg->npages; i++) {
         zp_page *pg = &seg->pages[i];
         if (pg->state == ZP_PAGE_FREE) continue;
-        atomic_store_explicit(&pg->xheap, heap, memory_order_release);
+        zp_page_set_owner(pg, heap, 0);
         zp_page_collect(pg);
         if (pg->used == 0) {
             page_mark_free(seg, pg);
