@@ -152,16 +152,16 @@ static __attribute__((noinline)) void *zpl_malloc_slow(size_t size) {
     return p;
 }
 
-/* Fast path: the mode word, then the pool's table-indexed pop (no call, no
- * stack frame; everything else is the tail-called slow path). */
+/* Fast path: the sampling countdown, then the pool's table-indexed pop (no
+ * call, no stack frame; everything else is the tail-called slow path). No
+ * mode word: until the options are read, and for good with statistics on,
+ * every thread is held on the slow path (sample.h), which counts. */
 static inline __attribute__((always_inline)) void *zpl_malloc(size_t size) {
     if (zm_smp_tick(size)) return ZPL_SAMPLED(ZPL_OP_MALLOC, NULL, size, 0);
 #if ZM_LAYER_HAS_FAST
-    if (zpl_likely(!ZPL_COUNTING())) {
-        size_t usable;
-        void *p = zm_lower_malloc_fast(size, &usable);
-        if (zpl_likely(p != NULL)) return p;
-    }
+    size_t usable;
+    void *p = zm_lower_malloc_fast(size, &usable);
+    if (zpl_likely(p != NULL)) return p;
 #endif
     return zpl_malloc_slow(size);
 }

@@ -163,6 +163,9 @@ static void zpl_init(void) {
             for (size_t i = 0; i < sizeof zm_smp_filter; i++)
                 atomic_store_explicit(&zm_smp_filter[i], 255, memory_order_relaxed);
         atomic_store(&zpl_mode, mode);
+        /* Plain: the fast paths may run (statistics keep every thread on
+         * the slow path, which counts: sample.h). */
+        if (mode == ZPL_PLAIN) zm_smp_hold(0);
     }
     /* Another thread is reading them: plain until it is done. */
     int expected = ZPL_UNINIT;

@@ -20,9 +20,11 @@
  *               tcmalloc, whose guarded sampling is a subset of its byte
  *               samples): a 4 KiB block is 256 times likelier than a 16 B
  *               one to be the one.
- * The countdown is armed with the nearer of the two, capped at
- * ZM_SMP_RECHECK so that a thread whose sampling is off still notices
- * within 64 MiB of allocations that zmalloc_prof_set_sample() turned it on.
+ * The countdown is armed with the nearer of the two, capped at ZM_SMP_POLL
+ * so that a thread whose sampling is off still notices soon that
+ * zmalloc_prof_set_sample() turned it on, or that a memory limit was set
+ * (the front end's fast path tests no limit: while one is set, every
+ * thread is held, sample.h, and takes the slow path, which checks it).
  * A new thread's countdown is 0: its first allocation initialises it here.
  *
  * Stacks are walked through frame pointers: no allocation, no lock, no
@@ -49,7 +51,20 @@
 #include "options.h"
 #include "zmalloc.h"
 
-#define ZM_SMP_RECHECK ((long)64 << 20)
+/* How far ahead the countdown is armed at most (requested bytes). In the
+ * front end, a limit set by another thread is seen that soon: a block of
+ * the fast path holds at most 16 times its request (pool.h: 1 byte gets
+ * 16, 0 bytes are never fast), so ZMALLOC_LIMIT_SLACK / 16 requested bytes
+ * charge at most ZMALLOC_LIMIT_SLACK, the bound zmalloc.h states. A slow
+ * path per 16 KiB requested costs well under an instruction per
+ * allocation. The preload library has no limit: 64 MiB. */
+#if ZM_PRELOAD_BUILD
+#define ZM_SMP_POLL ((long)64 << 20)
+#define ZM_SMP_HELD_AT_START 1
+#else
+#define ZM_SMP_POLL ((long)(ZMALLOC_LIMIT_SLACK / 16))
+#define ZM_SMP_HELD_AT_START 0
+#endif
 
 __thread long zm_smp_countdown __attribute__((tls_model("initial-exec")));
 _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS];
@@ -58,6 +73,7 @@ _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS];
 static _Atomic long prof_interval; /* bytes, 0 = off */
 static _Atomic long guard_rate;    /* N, 0 = off */
 static _Atomic int configured;
+static _Atomic int held = ZM_SMP_HELD_AT_START;
 
 typedef struct smp_thread {
     int live;          /* initialised */
@@ -175,7 +191,8 @@ static void arm(smp_thread *t) {
         t->guard_seen = rate;
     }
     long next = t->prof_left < t->guard_left ? t->prof_left : t->guard_left;
-    if (next > ZM_SMP_RECHECK) next = ZM_SMP_RECHECK;
+    if (next > ZM_SMP_POLL) next = ZM_SMP_POLL;
+    if (atomic_load_explicit(&held, memory_order_relaxed)) next = -1;
     t->armed = next;
     zm_smp_countdown = next;
 }
@@ -188,6 +205,13 @@ void zm_smp_decide(size_t size, int guard_ok, zm_smp_decision *d) {
         /* A signal handler's allocation inside the sampler: not sampled;
          * the interrupted slow path re-arms the countdown. */
         zm_smp_countdown = LONG_MAX / 2;
+        return;
+    }
+    if (t->armed == -1 && t->prof_left == LONG_MAX && t->guard_left == LONG_MAX &&
+        atomic_load_explicit(&held, memory_order_relaxed) && t->prof_seen == zm_smp_prof_interval() &&
+        t->guard_seen == zm_smp_guard_rate()) {
+        /* Held, nothing sampled: stay held, at the cost of these tests. */
+        zm_smp_countdown = -1;
         return;
     }
     t->busy = 1;
@@ -226,6 +250,23 @@ void zm_smp_decide(size_t size, int guard_ok, zm_smp_decision *d) {
     }
     arm(t);
     t->busy = 0;
+}
+
+void zm_smp_hold(int on) {
+    atomic_store_explicit(&held, on ? 1 : 0, memory_order_relaxed);
+}
+
+int zm_smp_held(void) {
+    return atomic_load_explicit(&held, memory_order_relaxed);
+}
+
+void zm_smp_expire(void) {
+    smp_thread *t = &smp_self;
+    if (!t->live || t->busy) return; /* a new thread's countdown is 0 already */
+    /* Keep armed - countdown (the bytes consumed) as it is, with the
+     * countdown at -1: the next allocation sees it negative. */
+    t->armed = (long)((unsigned long)t->armed - (unsigned long)zm_smp_countdown - 1);
+    zm_smp_countdown = -1;
 }
 
 void zm_smp_seed(uint64_t seed) {

@@ -124,6 +124,18 @@ void zm_smp_capture(zm_smp_stack *s, void *ret, void *frame) ZM_SMP_HIDDEN;
 void zm_smp_filter_add(const void *p) ZM_SMP_HIDDEN;
 void zm_smp_filter_remove(const void *p) ZM_SMP_HIDDEN;
 
+/* Holding: while held, every allocation of every thread takes the slow
+ * path (the countdown is armed at -1). A thread sees a change at its next
+ * slow path, which the countdown brings within ZM_SMP_POLL requested bytes
+ * (sample.c). The preload library starts held (nothing is fast before its
+ * options are read) and stays held for its statistics; the front end holds
+ * while a memory limit is set. */
+void zm_smp_hold(int on) ZM_SMP_HIDDEN;
+int zm_smp_held(void) ZM_SMP_HIDDEN;
+/* This thread's next allocation takes the slow path (the bytes since the
+ * countdown was armed still count toward its samples). */
+void zm_smp_expire(void) ZM_SMP_HIDDEN;
+
 /* Testing: reseed this thread's generator (the next draws are a fixed
  * sequence) and re-arm it. */
 void zm_smp_seed(uint64_t seed) ZM_SMP_HIDDEN;

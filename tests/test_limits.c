@@ -165,6 +165,66 @@ static void test_limit_threads(void) {
     CHECK_EQ_SIZE(zmalloc_used_memory(), base);
 }
 
+/* A limit set by another thread while this one is allocating: the fast
+ * path tests no limit, and a running thread sees one at its next slow path
+ * (sample.c: within ZMALLOC_LIMIT_SLACK / 16 requested bytes). 1-byte
+ * requests are the worst case (16 bytes charged for 1 requested), so the
+ * total may pass the limit by at most ZMALLOC_LIMIT_SLACK. Then 0-byte
+ * requests on the setting thread itself: exact. */
+enum { SEEN_MAX = 1 << 20 }; /* 1-byte blocks charge 1 byte where the size query is exact (ASan) */
+static void *seen_blocks[SEEN_MAX];
+static int seen_n;
+static size_t seen_limit, seen_used;
+
+static void *limit_watcher(void *arg) {
+    (void)arg;
+    /* Warm up: this thread's countdown is armed, its pages are there. */
+    for (int i = 0; i < 100000; i++) zfree(zmalloc(1 + i % 200));
+    pthread_barrier_wait(&barrier); /* main sets the limit */
+    pthread_barrier_wait(&barrier);
+    while (seen_n < SEEN_MAX) {
+        void *p = ztrymalloc(1);
+        if (!p) break;
+        seen_blocks[seen_n++] = p;
+    }
+    seen_used = zmalloc_used_memory();
+    return NULL;
+}
+
+static void test_limit_set_elsewhere(void) {
+    size_t base = zmalloc_used_memory();
+    pthread_t t;
+    pthread_barrier_init(&barrier, NULL, 2);
+    pthread_create(&t, NULL, limit_watcher, NULL);
+    pthread_barrier_wait(&barrier);
+    seen_limit = zmalloc_used_memory() + (256u << 10);
+    zmalloc_set_memory_limit(seen_limit);
+    pthread_barrier_wait(&barrier);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&barrier);
+    printf("  limit set by another thread: %d 1-byte blocks, total %zu, limit %zu (over by %zd, bound %zu)\n",
+           seen_n, seen_used, seen_limit, (ssize_t)(seen_used - seen_limit), (size_t)ZMALLOC_LIMIT_SLACK);
+    CHECK(seen_n < SEEN_MAX);
+    CHECK(seen_used <= seen_limit + ZMALLOC_LIMIT_SLACK);
+    CHECK(seen_used >= seen_limit - 64); /* it did fill the limit */
+    for (int i = 0; i < seen_n; i++) zfree(seen_blocks[i]);
+    seen_n = 0;
+    /* 0-byte requests (a unique block each, charged) on this thread. */
+    size_t limit = zmalloc_used_memory() + 65536;
+    zmalloc_set_memory_limit(limit);
+    while (seen_n < SEEN_MAX) {
+        void *p = ztrymalloc(0);
+        if (!p) break;
+        seen_blocks[seen_n++] = p;
+        CHECK(zmalloc_used_memory() <= limit);
+    }
+    CHECK(seen_n > 0 && seen_n < SEEN_MAX);
+    for (int i = 0; i < seen_n; i++) zfree(seen_blocks[i]);
+    seen_n = 0;
+    zmalloc_set_memory_limit(0);
+    CHECK_EQ_SIZE(zmalloc_used_memory(), base);
+}
+
 /* Real failure: the address space is capped in a child. Not under ASan or
  * TSan, whose shadow memory needs terabytes of address space. */
 static void test_rlimit_as(void) {
@@ -229,6 +289,7 @@ int main(void) {
     test_limit_single_thread();
     test_reclaim();
     test_limit_threads();
+    test_limit_set_elsewhere();
     test_rlimit_as();
     return test_summary("test_limits");
 }

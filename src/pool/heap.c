@@ -63,6 +63,7 @@ static void heap_reset(zp_heap *heap) {
     memset(heap, 0, at);
     memset((char *)heap + after, 0, sizeof *heap - after);
     for (unsigned c = 0; c < ZP_NCLASSES; c++) zp_heap_set_direct(heap, c, &zp_empty_page);
+    heap->direct_small[0] = &zp_empty_page; /* for good: pool.h */
     heap->last_purge_ms = zm_os_clock_ms();
 }
 

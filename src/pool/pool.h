@@ -228,7 +228,11 @@ typedef struct zp_rbatch {
  * so readers in zm_be_get_stats are race-free) and summed by readers. */
 /* Requests up to ZP_DIRECT_MAX bytes find their page with no class
  * arithmetic: direct_small[(size + 15) / 16] is the first page of the
- * size's class queue (zp_heap_set_direct keeps both tables in step). */
+ * size's class queue (zp_heap_set_direct keeps both tables in step).
+ * Slot 0 (0-byte requests) is always the empty page: a 0-byte request
+ * takes the slow path, so every block the fast path hands out was asked
+ * for with at least one byte, and holds at most 16 times its request
+ * (the front end's memory limit relies on that: zmalloc.c). */
 #define ZP_DIRECT_MAX ((size_t)1024)
 #define ZP_DIRECT_SLOTS (ZP_DIRECT_MAX / 16 + 1)
 
@@ -262,9 +266,8 @@ typedef struct zp_heap {
 /* The page that serves class cls first (the empty page when none). */
 static inline void zp_heap_set_direct(zp_heap *heap, unsigned cls, zp_page *page) {
     heap->direct[cls] = page;
-    if (cls < 8) { /* 16..128: one slot each (slot 0, size 0, shares class 0) */
+    if (cls < 8) { /* 16..128: one slot each (slot 0, size 0: the empty page) */
         heap->direct_small[cls + 1] = page;
-        if (cls == 0) heap->direct_small[0] = page;
         return;
     }
     if (cls >= 8 + 3 * 8) return; /* above 1024 */
@@ -472,8 +475,8 @@ static inline void *zp_page_pop(zp_heap *heap, zp_page *page, size_t *usable) {
 }
 
 /* The fast path alone, for callers with a slow path of their own: NULL,
- * with nothing done, when it cannot serve the request at once. Sizes up to
- * ZP_DIRECT_MAX (0 included: slot 0 is class 0). */
+ * with nothing done, when it cannot serve the request at once (always for
+ * size 0: slot 0 is the empty page). Sizes up to ZP_DIRECT_MAX. */
 static inline void *zp_malloc_try(size_t size, size_t *usable) {
     zp_heap *heap = zp_tl_heap;
     if (zp_likely(size <= ZP_DIRECT_MAX))
