@@ -444,7 +444,8 @@ void zmalloc_set_reclaim_handler(size_t (*handler)(size_t needed));
  * (except that a zrealloc may pass it by its block's size-class rounding).
  * With T threads allocating at once it can be exceeded by at most
  * T * ZMALLOC_LIMIT_SLACK bytes: each thread re-reads the exact total only
- * after it has allocated ZMALLOC_LIMIT_SLACK bytes since its last reading. */
+ * after it has allocated ZMALLOC_LIMIT_SLACK bytes since its last reading,
+ * and sees a limit set by another thread within as many bytes. */
 #define ZMALLOC_LIMIT_SLACK ((size_t)256 * 1024)
 void zmalloc_set_memory_limit(size_t bytes);
 size_t zmalloc_get_memory_limit(void);

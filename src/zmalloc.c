@@ -390,24 +390,29 @@ static __attribute__((noinline, cold)) void *allocate_sampled(zm_op op, void *pt
 
 /* The allocation funnel: every allocating entry point comes here.
  *
- * Fast path (pool backend, no memory limit, up to 1 KiB): the sampling
- * countdown, one load of the limit, the pool's table-indexed pop and its
- * per-class count, which is also the used-memory total: no call, no stack
- * frame, the slow path is a tail call. Counted with callgrind (bench/run.py
- * `callgrind`, 2026-12-03) through the installed libzmalloc.so linked with
- * pkg-config, a loop of zmalloc(16..256) + zfree: 68 instructions per pair
- * with gcc 12, the loop (10) and the accounting included: zmalloc 23
- * (countdown 3, limit 3, heap 2, size test 2, table 3, pop 6, counts 2,
- * return 2), zfree 35 (NULL 3, free filter 7, page 7, owner 4, push 4,
- * counts 3, "only page of its class" 3 that every pair hits, as each free
- * empties the page, return 1). Was 79 before the reclaim pin moved into
- * the free filter, the full-list flag into the owner word and the filter
- * lost its hash. jemalloc's malloc+free in the same loop: 79, glibc's: 140.
- * Target 40: not reached; what stands between is each a guarantee of this
- * library (sampling, the memory limit, the free filter of sampled and
- * guarded blocks, the owner test that makes cross-thread frees safe).
- * What the shared library costs: PIC is free here (no global but
- * memory_limit and the filter, both %rip-relative); thread-locals are
+ * Fast path (pool backend, 1 B to 1 KiB): the sampling countdown, the
+ * pool's table-indexed pop and its per-class count, which is also the
+ * used-memory total: no call, no stack frame, the slow path is a tail
+ * call. No limit test: while a limit is set every thread is held on the
+ * slow path through the countdown (sample.h), which is otherwise armed at
+ * most ZMALLOC_LIMIT_SLACK / 16 requested bytes ahead so that a new limit
+ * is seen in time (zmalloc_set_memory_limit). Counted with callgrind
+ * (bench/run.py `callgrind`, 2026-12-03) through the installed
+ * libzmalloc.so linked with pkg-config, a loop of zmalloc(16..256) + zfree:
+ * 67 instructions per pair with gcc 12, the loop (10) and the accounting
+ * included: zmalloc 20 (countdown 3, heap 2, size test 2, table 3, pop 6,
+ * counts 2, return 2) plus 1.5 for the countdown's slow path every 16 KiB,
+ * zfree 35 (NULL 3, free filter 7, page 7, owner 4, push 4, counts 3,
+ * "only page of its class" 3 that every pair hits, as each free empties
+ * the page, return 1). It was 79 before the limit test and the reclaim
+ * pin's test left the fast paths, the full-list flag became a bit of the
+ * owner word and the filter lost its hash. jemalloc's malloc+free in the
+ * same loop: 79, glibc's: 140. Target 40: not reached; what stands between
+ * is each a guarantee of this library (sampling, the free filter of
+ * sampled and guarded blocks, the owner test that makes cross-thread
+ * frees safe, exact accounting).
+ * What the shared library costs: PIC is free here (no global but the
+ * filter, %rip-relative); thread-locals are
  * initial-exec (two instructions, no __tls_get_addr call), which a
  * dlopen'ed libzmalloc.so can still use because its TLS block is small
  * (72 bytes; the preload library's 32), far inside glibc's
