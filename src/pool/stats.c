@@ -9,7 +9,14 @@
  *   allocated       usable bytes of live blocks (class size x blocks + huge)
  *   active          bytes of blocks carved in pages in use (a page is carved
  *                   lazily, so this is what it can have touched), plus huge
- *                   mappings
+ *                   mappings, minus the calling thread's empty current
+ *                   pages: a heap keeps the page of a class when its last
+ *                   block goes (the next allocation wants one), but it
+ *                   holds nothing live, like jemalloc's dirty pages, which
+ *                   are resident and not active. The servers' active
+ *                   defragmenter (Redis <= 7.4, Valkey 8.0) reads active
+ *                   minus allocated as what it has to win: such pages
+ *                   would stay in that figure whatever it moves.
  *   resident        what pages touched since their last decommit (4 KiB
  *                   steps, in use or dirty) + segment headers + metadata
  *                   (+ huge mappings; never-carved page parts not counted)
@@ -66,7 +73,7 @@ static void fill(const class_sums *s, size_t idle_carved, zp_stats *out) {
      * carves (active <= resident) by construction, and the tests check it
      * against the kernel's figures. */
     out->allocated = (small > 0 ? (size_t)small : 0) + huge_live;
-    out->active = active;
+    out->active = active - (idle_carved <= active ? idle_carved : 0); /* ours: in active */
     out->resident = committed;
     out->retained = mapped - committed; /* committed is part of mapped */
     out->muzzy = 0;

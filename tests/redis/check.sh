@@ -675,8 +675,13 @@ run_tests() { # server backend tree
     # Each server's runtest gets a port range of its own (servers may run
     # side by side): 2000 ports from 21111 + 2000 * index; cluster bus ports
     # (+10000) stay below the 45000+ of the INFO checks.
+    # --no-latency: the servers' own switch that skips their latency
+    # assertions (e.g. the active-defrag tests' "max latency <= 30 ms" of a
+    # defrag cycle): wall-clock limits that a loaded 2-core machine breaks
+    # whatever the allocator (a cycle preempted by other processes), and
+    # the project keeps timing out of tests; every other check stays.
     (cd "$tree" && timeout --kill-after=30 1500 ./runtest --clients "$CLIENTS" --timeout 600 \
-        --baseport $((21111 + 2000 * SERVER_IDX)) --portcount 2000 \
+        --no-latency --baseport $((21111 + 2000 * SERVER_IDX)) --portcount 2000 \
         --dump-logs "${args[@]}" </dev/null >"$logf" 2>&1) || rc=$?
     kill_tree_servers "$tree"
     # No CPU figure here: runtest does not wait for the servers it starts,
