@@ -118,9 +118,11 @@ static long clamp_long(long long v) {
 void zm_smp_configure(void) {
     if (atomic_exchange(&configured, 1)) return;
     int saved = errno;
+#ifndef ZMALLOC_NO_SAMPLING /* no hooks (sample.h): nothing to turn on */
     atomic_store(&prof_interval, clamp_long(zm_option(ZM_OPT_PROF_SAMPLE)));
     atomic_store(&guard_rate, clamp_long(zm_option(ZM_OPT_GUARD_SAMPLE)));
     zm_prof_set_file(zm_option_str(ZM_OPT_PROF_FILE));
+#endif
     errno = saved;
 }
 
@@ -301,6 +303,9 @@ static void apply_here(void) {
 
 void zmalloc_prof_set_sample(size_t bytes) {
     if (!atomic_load(&configured)) zm_smp_configure();
+#ifdef ZMALLOC_NO_SAMPLING
+    bytes = 0;
+#endif
     atomic_store(&prof_interval, clamp_long(bytes > (size_t)LONG_MAX ? LONG_MAX : (long long)bytes));
     apply_here();
 }
@@ -312,6 +317,9 @@ size_t zmalloc_prof_get_sample(void) {
 
 void zmalloc_guard_set_sample(size_t n) {
     if (!atomic_load(&configured)) zm_smp_configure();
+#ifdef ZMALLOC_NO_SAMPLING
+    n = 0;
+#endif
     atomic_store(&guard_rate, clamp_long(n > (size_t)LONG_MAX ? LONG_MAX : (long long)n));
     apply_here();
 }

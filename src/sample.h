@@ -48,6 +48,21 @@ static inline unsigned zm_smp_slot(const void *p) {
     return (unsigned)((((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - ZM_SMP_FILTER_BITS));
 }
 
+/* A build configured with -DZMALLOC_SAMPLING=OFF (ZMALLOC_NO_SAMPLING)
+ * has no hooks: both tests below are the constant 0, so the compiler drops
+ * the sampled branches of the fast paths. It exists as the baseline of the
+ * "compiled in but off" cost row of make bench (issue 13, item 3); there
+ * the setters do nothing and the getters answer 0 (sample.c). */
+#ifdef ZMALLOC_NO_SAMPLING
+static inline int zm_smp_tick(size_t size) {
+    (void)size;
+    return 0;
+}
+static inline int zm_smp_hit(const void *ptr) {
+    (void)ptr;
+    return 0;
+}
+#else
 /* 1 when this allocation must go to the slow path. */
 static inline int zm_smp_tick(size_t size) {
     /* Unsigned: no overflow to speak of (size < SIZE_MAX/2, countdown >= 0). */
@@ -64,6 +79,7 @@ static inline int zm_smp_hit(const void *ptr) {
     return __builtin_expect(
         atomic_load_explicit(&zm_smp_filter[zm_smp_slot(ptr)], memory_order_relaxed) != 0, 0);
 }
+#endif
 
 /* The stack of an allocation or free: return addresses, innermost first. */
 #define ZM_SMP_DEPTH 32
