@@ -53,6 +53,7 @@
 
 __thread long zm_smp_countdown __attribute__((tls_model("initial-exec")));
 _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS];
+_Atomic unsigned char zm_smp_any;
 
 /* Process-wide settings; threads pick up a change at their next slow path. */
 static _Atomic long prof_interval; /* bytes, 0 = off */
@@ -273,6 +274,10 @@ void zm_smp_capture(zm_smp_stack *s, void *ret, void *frame) {
 /* Saturating counters: a bucket that ever reached 255 stays set (its frees
  * then always ask the slow path, which is merely slower). */
 void zm_smp_filter_add(const void *p) {
+    /* Set before the block is handed out, like its counter: whoever frees
+     * it got the pointer after this store. */
+    if (!atomic_load_explicit(&zm_smp_any, memory_order_relaxed))
+        atomic_store_explicit(&zm_smp_any, 1, memory_order_release);
     _Atomic unsigned char *c = &zm_smp_filter[zm_smp_slot(p)];
     unsigned char v = atomic_load_explicit(c, memory_order_relaxed);
     while (v != 255 &&

@@ -19,7 +19,9 @@
  *               free takes it only on a collision (probability about live
  *               samples / 16384). With nothing sampled the filter is all
  *               zeros: shift, multiply, shift, one load, one never-taken
- *               branch (5 instructions, one cache line of a 16 KiB table).
+ *               branch (one cache line of a 16 KiB table); before the
+ *               first block is ever sampled, one byte (zm_smp_any) stands
+ *               in for it: load, test, never-taken branch.
  *
  * Everything else is out of line (cold, noinline) in sample.c, prof.c and
  * guard.c. None of it takes a lock or calls malloc: a sampled allocation
@@ -41,6 +43,9 @@ extern __thread long zm_smp_countdown __attribute__((tls_model("initial-exec")))
 /* Counting filter of live sampled blocks (sample.c). */
 #define ZM_SMP_FILTER_BITS 14
 extern _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS] ZM_SMP_HIDDEN;
+/* 1 once any block has entered the filter (never cleared): until then a
+ * free tests this byte alone, 3 instructions, not the filter's 9. */
+extern _Atomic unsigned char zm_smp_any ZM_SMP_HIDDEN;
 
 static inline unsigned zm_smp_slot(const void *p) {
     /* Blocks are at least 16-byte aligned: drop those bits, then Fibonacci
@@ -76,6 +81,7 @@ static inline int zm_smp_hit(const void *ptr) {
     /* Relaxed: other threads update other blocks' counters in the same
      * byte; a block's own counter was set before the block was handed out,
      * so no ordering is needed (a plain byte load on x86 and arm64). */
+    if (__builtin_expect(atomic_load_explicit(&zm_smp_any, memory_order_relaxed) == 0, 1)) return 0;
     return __builtin_expect(
         atomic_load_explicit(&zm_smp_filter[zm_smp_slot(ptr)], memory_order_relaxed) != 0, 0);
 }
