@@ -60,8 +60,9 @@ class Results:
         return next((v for v in self.meta["variants"] if v["name"] == name), None)
 
     def column_variants(self):
-        """The variants shown as columns: all but cost rows."""
-        return [v for v in self.variants() if not self.variant(v).get("cost_of")]
+        """The variants shown as columns: all but cost rows and their bases-only."""
+        return [v for v in self.variants()
+                if not self.variant(v).get("cost_of") and not self.variant(v).get("base_only")]
 
     def workloads(self):
         have = {r["workload"] for r in self.doc["results"]}

@@ -265,7 +265,7 @@ def main():
             "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                                   text=True).stdout.strip(),
             "variants": [{k: v.get(k) for k in ("name", "mode", "backend", "build", "env", "only", "cost_of",
-                                                "what")} | {"lib": libs.get(v["name"], ""),
+                                                "base_only", "what")} | {"lib": libs.get(v["name"], ""),
                                                             "preload": os.path.basename(v.get("preload") or "")}
                          for v in variants],
             "workloads": workloads,

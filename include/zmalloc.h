@@ -512,7 +512,11 @@ size_t zmalloc_prof_dropped(void);
  * stacks, then aborts; a fault outside the area goes to the SIGSEGV handler
  * the program had installed before. An overflow into the few bytes a
  * block's alignment leaves before the guard page is found when the block
- * is freed. Which allocations are picked is proportional to their size (the
+ * is freed, and so is a write before the start of a block placed against
+ * its end's guard page (the bytes before it are the slot's fill: found
+ * unless the value written is the fill byte 0xa7, and only if the block is
+ * freed); before a block placed at its page's start it faults at once.
+ * Which allocations are picked is proportional to their size (the
  * sampler counts bytes; n is turned into bytes with the thread's mean
  * request size). ZMALLOC_GUARD_SAMPLE=<n> sets it at start.
  * Cost: two mprotect calls per guarded block. */

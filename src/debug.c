@@ -40,8 +40,9 @@
  * Locks: at most one home lock is held at a time (except by the fork
  * handlers, which take the registry lock and then every home in order),
  * and no backend call is ever made while one is held: blocks leaving a
- * quarantine, and blocks too large for it, are copied out under the lock
- * and checked and given back to the backend after it is released. So
+ * quarantine are checked under the lock (the check calls nothing; what it
+ * finds is printed later) and, like blocks too large for it, given back to
+ * the backend after the lock is released. So
  * fork() cannot deadlock against a thread that holds a home lock while it
  * waits for a lock of the backend (issue 12, item 2).
  *
@@ -515,12 +516,22 @@ static dbg_block *lookup_locked(const void *ptr, dbg_home **out) {
  * Quarantine
  * --------------------------------------------------------------------- */
 
-/* Blocks copied out under a home's lock, checked and given back to the
- * backend after it is released (they are still ours until then). */
+/* Blocks taken out of a quarantine under a home's lock, already checked
+ * there (what was wrong is in s), given back to the backend after the lock
+ * is released (they are still ours until then). */
 typedef struct evicted {
     size_t n;
-    dbg_block b[EVICT_BATCH];
+    struct {
+        unsigned char *raw;
+        size_t raw_size;
+    } b[EVICT_BATCH];
+    sink s;
 } evicted;
+
+static inline void evicted_init(evicted *ev) {
+    ev->n = 0;
+    zm_dbg_sink_init(&ev->s, 0);
+}
 
 static inline void prefetch_block(const q_entry *e) {
     __builtin_prefetch(e->rec);
@@ -536,7 +547,12 @@ static void quarantine_take_oldest(dbg_home *h, evicted *ev) {
     h->q_count--;
     h->q_bytes -= b->size;
     if (h->q_count) prefetch_block(&h->ring[h->q_head]);
-    ev->b[ev->n++] = *b;
+    /* Checked here, under the lock (a check calls nothing and allocates
+     * nothing): no copy of the record is needed unless it is reported. */
+    zm_dbg_check_block(b, &ev->s);
+    ev->b[ev->n].raw = DBG_RAW(b);
+    ev->b[ev->n].raw_size = b->raw_size;
+    ev->n++;
     record_free(h, b);
 }
 
@@ -544,17 +560,16 @@ static inline int quarantine_over(const dbg_home *h) {
     return h->q_count > q_limit.count || h->q_bytes > q_limit.bytes;
 }
 
-/* Checks and releases what was copied out; prints what was wrong (a use
- * after free found here is reported, not fatal). No lock held. */
+/* Releases what was taken out; prints what its checks found (a use after
+ * free found here is reported, not fatal). No lock held. */
 static void release_evicted(evicted *ev) {
-    sink s;
-    zm_dbg_sink_init(&s, 0);
-    for (size_t i = 0; i < ev->n; i++) {
-        zm_dbg_check_block(&ev->b[i], &s);
-        zm_be_free(DBG_RAW(&ev->b[i]), ev->b[i].raw_size);
-    }
+    for (size_t i = 0; i < ev->n; i++)
+        zm_be_free(ev->b[i].raw, ev->b[i].raw_size);
     ev->n = 0;
-    if (dbg_unlikely(s.n || s.lost)) zm_dbg_print_sink(&s);
+    if (dbg_unlikely(ev->s.n || ev->s.lost)) {
+        zm_dbg_print_sink(&ev->s);
+        zm_dbg_sink_init(&ev->s, 0);
+    }
 }
 
 /* h is locked: takes blocks out of its quarantine while it is over its
@@ -575,7 +590,7 @@ static void quarantine_trim_and_unlock(dbg_home *h, evicted *ev) {
 /* Empties every quarantine (before giving up on an allocation). */
 DBG_COLD static void quarantine_drain(void) {
     evicted ev;
-    ev.n = 0;
+    evicted_init(&ev);
     for (dbg_home *h = atomic_load_explicit(&all_homes, memory_order_acquire); h; h = h->next_all) {
         lock_take(&h->lock);
         for (;;) {
@@ -706,7 +721,7 @@ static inline void validate_locked(dbg_home *h, const void *ptr, dbg_block *b, c
  * header. */
 static void retire_and_unlock(dbg_home *h, dbg_block *b, int filled) {
     evicted ev;
-    ev.n = 0;
+    evicted_init(&ev);
     if (dbg_unlikely(b->size > q_limit.bytes)) {
         /* Too large to quarantine: straight back, after the unlock. */
         unsigned char *raw = DBG_RAW(b);

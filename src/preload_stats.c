@@ -159,9 +159,11 @@ static void zpl_init(void) {
          * free filter, so every byte of it is set first (saturated bytes
          * stay set; sampling and guards still work, their frees just all
          * take the slow path, which tells them apart). */
-        if (mode == ZPL_STATS)
+        if (mode == ZPL_STATS) {
             for (size_t i = 0; i < sizeof zm_smp_filter; i++)
                 atomic_store_explicit(&zm_smp_filter[i], 255, memory_order_relaxed);
+            atomic_store_explicit(&zm_smp_any, 1, memory_order_release);
+        }
         atomic_store(&zpl_mode, mode);
         /* Plain: the fast paths may run (statistics keep every thread on
          * the slow path, which counts: sample.h). */

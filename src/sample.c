@@ -68,6 +68,7 @@
 
 __thread long zm_smp_countdown __attribute__((tls_model("initial-exec")));
 _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS];
+_Atomic unsigned char zm_smp_any;
 
 /* Process-wide settings; threads pick up a change at their next slow path. */
 static _Atomic long prof_interval; /* bytes, 0 = off */
@@ -134,9 +135,11 @@ static long clamp_long(long long v) {
 void zm_smp_configure(void) {
     if (atomic_exchange(&configured, 1)) return;
     int saved = errno;
+#ifndef ZMALLOC_NO_SAMPLING /* no hooks (sample.h): nothing to turn on */
     atomic_store(&prof_interval, clamp_long(zm_option(ZM_OPT_PROF_SAMPLE)));
     atomic_store(&guard_rate, clamp_long(zm_option(ZM_OPT_GUARD_SAMPLE)));
     zm_prof_set_file(zm_option_str(ZM_OPT_PROF_FILE));
+#endif
     errno = saved;
 }
 
@@ -312,6 +315,10 @@ void zm_smp_capture(zm_smp_stack *s, void *ret, void *frame) {
 /* Saturating counters: a bucket that ever reached 255 stays set (its frees
  * then always ask the slow path, which is merely slower). */
 void zm_smp_filter_add(const void *p) {
+    /* Set before the block is handed out, like its counter: whoever frees
+     * it got the pointer after this store. */
+    if (!atomic_load_explicit(&zm_smp_any, memory_order_relaxed))
+        atomic_store_explicit(&zm_smp_any, 1, memory_order_release);
     _Atomic unsigned char *c = &zm_smp_filter[zm_smp_slot(p)];
     unsigned char v = atomic_load_explicit(c, memory_order_relaxed);
     while (v != 255 &&
@@ -342,6 +349,9 @@ static void apply_here(void) {
 
 void zmalloc_prof_set_sample(size_t bytes) {
     if (!atomic_load(&configured)) zm_smp_configure();
+#ifdef ZMALLOC_NO_SAMPLING
+    bytes = 0;
+#endif
     atomic_store(&prof_interval, clamp_long(bytes > (size_t)LONG_MAX ? LONG_MAX : (long long)bytes));
     apply_here();
 }
@@ -353,6 +363,9 @@ size_t zmalloc_prof_get_sample(void) {
 
 void zmalloc_guard_set_sample(size_t n) {
     if (!atomic_load(&configured)) zm_smp_configure();
+#ifdef ZMALLOC_NO_SAMPLING
+    n = 0;
+#endif
     atomic_store(&guard_rate, clamp_long(n > (size_t)LONG_MAX ? LONG_MAX : (long long)n));
     apply_here();
 }

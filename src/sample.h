@@ -21,7 +21,9 @@
  *               samples / 16384). With nothing sampled the filter is all
  *               zeros: shift, mask, one load, one never-taken branch (about
  *               6 instructions with the table's address, one cache line of a
- *               16 KiB table).
+ *               16 KiB table); before the first block ever enters the
+ *               filter, one byte (zm_smp_any) stands in for it: load, test,
+ *               never-taken branch.
  *
  * Everything else is out of line (cold, noinline) in sample.c, prof.c and
  * guard.c. None of it takes a lock or calls malloc: a sampled allocation
@@ -43,6 +45,9 @@ extern __thread long zm_smp_countdown __attribute__((tls_model("initial-exec")))
 /* Counting filter of live sampled blocks (sample.c). */
 #define ZM_SMP_FILTER_BITS 14
 extern _Atomic unsigned char zm_smp_filter[1u << ZM_SMP_FILTER_BITS] ZM_SMP_HIDDEN;
+/* 1 once any block has entered the filter (never cleared): until then a
+ * free tests this byte alone, 3 instructions, not the filter's 9. */
+extern _Atomic unsigned char zm_smp_any ZM_SMP_HIDDEN;
 
 static inline unsigned zm_smp_slot(const void *p) {
     /* Blocks are at least 16-byte aligned: the next 14 address bits, as
@@ -55,7 +60,11 @@ static inline unsigned zm_smp_slot(const void *p) {
     return (unsigned)(((uintptr_t)p >> 4) & ((1u << ZM_SMP_FILTER_BITS) - 1));
 }
 
-/* 1 when this allocation must go to the slow path. */
+/* 1 when this allocation must go to the slow path. The countdown is more
+ * than the sampler's: it also holds every thread on the slow path while a
+ * memory limit is set (the front end's fast path tests no limit) and,
+ * in the preload library, before its options are read and with its
+ * statistics on (see zm_smp_hold), so it stays in every build. */
 static inline int zm_smp_tick(size_t size) {
     /* Unsigned: no overflow to speak of (size < SIZE_MAX/2, countdown >= 0). */
     long left = (long)((unsigned long)zm_smp_countdown - size);
@@ -63,14 +72,30 @@ static inline int zm_smp_tick(size_t size) {
     return __builtin_expect(left < 0, 0);
 }
 
+/* A build configured with -DZMALLOC_SAMPLING=OFF (ZMALLOC_NO_SAMPLING)
+ * samples nothing: the profiler's and the guard's setters do nothing and
+ * their getters answer 0 (sample.c), and a free tests zm_smp_any alone,
+ * which only the blocks that need the slow path without sampling set (a
+ * block pinned by a reallocation's reclaim handler, the preload's
+ * statistics). It exists as the baseline of the "compiled in but off" cost
+ * row of make bench (issue 13, item 3). */
+#ifdef ZMALLOC_NO_SAMPLING
+static inline int zm_smp_hit(const void *ptr) {
+    (void)ptr;
+    return __builtin_expect(atomic_load_explicit(&zm_smp_any, memory_order_relaxed) != 0, 0);
+}
+#else
+
 /* 1 when ptr may be a sampled or guarded block (then ask the slow path). */
 static inline int zm_smp_hit(const void *ptr) {
     /* Relaxed: other threads update other blocks' counters in the same
      * byte; a block's own counter was set before the block was handed out,
      * so no ordering is needed (a plain byte load on x86 and arm64). */
+    if (__builtin_expect(atomic_load_explicit(&zm_smp_any, memory_order_relaxed) == 0, 1)) return 0;
     return __builtin_expect(
         atomic_load_explicit(&zm_smp_filter[zm_smp_slot(ptr)], memory_order_relaxed) != 0, 0);
 }
+#endif
 
 /* The stack of an allocation or free: return addresses, innermost first. */
 #define ZM_SMP_DEPTH 32

@@ -74,10 +74,11 @@ void zp_check_segment(const zp_segment *seg, const char *where) {
     REQUIRE(used == seg->used_pages, "used_pages does not match the free mask", seg);
 }
 
-static void check_queue(const zp_heap *heap, const zp_pageq *q, int want_full, int want_cls,
-                        const char *where) {
+static size_t check_queue(const zp_heap *heap, const zp_pageq *q, int want_full, int want_cls,
+                          const char *where) {
     const zp_page *prev = NULL;
-    for (const zp_page *pg = q->first; pg; prev = pg, pg = pg->next) {
+    size_t n = 0;
+    for (const zp_page *pg = q->first; pg; prev = pg, pg = pg->next, n++) {
         REQUIRE(pg->prev == prev, "page queue back link broken", pg);
         REQUIRE(pg->state == ZP_PAGE_IN_USE, "queued page is not in use", pg);
         REQUIRE(zp_page_owner(pg, memory_order_relaxed) == heap,
@@ -88,16 +89,18 @@ static void check_queue(const zp_heap *heap, const zp_pageq *q, int want_full, i
         zp_check_page(pg, where);
     }
     REQUIRE(q->last == prev, "page queue last pointer wrong", q);
+    return n;
 }
 
-void zp_check_heap(const zp_heap *heap, const char *where) {
+size_t zp_check_heap(const zp_heap *heap, const char *where) {
+    size_t pages = 0;
     for (unsigned c = 0; c < ZP_NCLASSES; c++) {
-        check_queue(heap, &heap->queues[c], 0, (int)c, where);
+        pages += check_queue(heap, &heap->queues[c], 0, (int)c, where);
         const zp_page *d = heap->direct[c];
         REQUIRE(heap->queues[c].first ? d == heap->queues[c].first : d->free == NULL,
                 "direct page is not the first of its queue", d);
     }
-    check_queue(heap, &heap->full, 1, -1, where);
+    pages += check_queue(heap, &heap->full, 1, -1, where);
     size_t dirty = 0;
     for (unsigned k = 0; k < ZP_KINDS; k++) {
         const zp_page *prev = NULL;
@@ -114,5 +117,20 @@ void zp_check_heap(const zp_heap *heap, const char *where) {
         }
     }
     REQUIRE(dirty == heap->dirty_bytes, "dirty_bytes does not match the dirty lists", heap);
+    return pages;
+}
+
+void zp_check_slow_path(zp_heap *heap, const zp_page *page, const char *where) {
+#ifdef ZMALLOC_POOL_CHECK_AMORTIZED
+    if (page) zp_check_page(page, where);
+    if (heap->check_countdown > 1) {
+        heap->check_countdown--;
+        return;
+    }
+    heap->check_countdown = zp_check_heap(heap, where);
+#else
+    (void)page;
+    (void)zp_check_heap(heap, where);
+#endif
 }
 #endif

@@ -328,7 +328,7 @@ void *zp_malloc_generic(zp_heap *heap, size_t size, size_t *usable) {
     unsigned cls = zp_class_of(size);
     zp_page *page = heap->direct[cls];
     if (!page->free) page = find_page(heap, cls);
-    ZP_CHECK_HEAP(heap);
+    ZP_CHECK_SLOW_PATH(heap, page);
     if (!page) {
         errno = ENOMEM;
         return NULL;

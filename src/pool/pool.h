@@ -261,6 +261,11 @@ typedef struct zp_heap {
     /* Parked (its thread exited, heap.c): the next parked one, and when. */
     struct zp_heap *next_parked;
     uint64_t parked_since;
+#ifdef ZMALLOC_POOL_CHECK
+    /* Allocation slow paths left before the next whole-heap check
+     * (verification builds only: check.c, zp_check_slow_path). */
+    size_t check_countdown;
+#endif
 } zp_heap;
 
 /* The page that serves class cls first (the empty page when none). */
@@ -360,21 +365,36 @@ void zp_heaps_expire_parked(int all) ZP_HIDDEN;
 
 /* check.c: the checked build (ZMALLOC_POOL_CHECK) verifies the pool's
  * invariants on its slow paths and aborts with a message naming the first
- * one broken; otherwise the checks compile to nothing. */
+ * one broken; otherwise the checks compile to nothing.
+ *
+ * ZP_CHECK_SLOW_PATH is the allocation slow path's check. With
+ * -DZMALLOC_POOL_CHECK=ON (and in fuzz builds) it walks the whole heap on
+ * every call. A verification build (ZMALLOC_DEBUG, which turns the checks
+ * on by itself and defines ZMALLOC_POOL_CHECK_AMORTIZED) checks the page it
+ * is about to allocate from on every call and the whole heap once every n
+ * calls, n being the pages the previous walk visited: the walk costs
+ * O(heap), and the verification layer's quarantine spreads frees over many
+ * pages, so a walk on every call made the pool 7x slower than libc under
+ * ZMALLOC_DEBUG=1 (issue 13, item 4). Each invariant is still verified, at
+ * an amortised cost of about one page check per slow path. */
 #ifdef ZMALLOC_POOL_CHECK
 void zp_check_page(const zp_page *page, const char *where) ZP_HIDDEN;
 void zp_check_segment(const zp_segment *seg, const char *where) ZP_HIDDEN;
-void zp_check_heap(const zp_heap *heap, const char *where) ZP_HIDDEN;
+/* Returns the pages it visited. */
+size_t zp_check_heap(const zp_heap *heap, const char *where) ZP_HIDDEN;
+void zp_check_slow_path(zp_heap *heap, const zp_page *page, const char *where) ZP_HIDDEN;
 #define ZP_CHECK_STR2(x) #x
 #define ZP_CHECK_STR(x) ZP_CHECK_STR2(x)
 #define ZP_WHERE __FILE__ ":" ZP_CHECK_STR(__LINE__)
 #define ZP_CHECK_PAGE(p) zp_check_page((p), ZP_WHERE)
 #define ZP_CHECK_SEGMENT(s) zp_check_segment((s), ZP_WHERE)
-#define ZP_CHECK_HEAP(h) zp_check_heap((h), ZP_WHERE)
+#define ZP_CHECK_HEAP(h) ((void)zp_check_heap((h), ZP_WHERE))
+#define ZP_CHECK_SLOW_PATH(h, p) zp_check_slow_path((h), (p), ZP_WHERE)
 #else
 #define ZP_CHECK_PAGE(p) ((void)0)
 #define ZP_CHECK_SEGMENT(s) ((void)0)
 #define ZP_CHECK_HEAP(h) ((void)0)
+#define ZP_CHECK_SLOW_PATH(h, p) ((void)0)
 #endif
 
 /* heap.c: thread exit and fork, called by lifecycle.c through backend_pool.c. */

@@ -131,6 +131,26 @@ else
   bad "stress: build" "$WORK/stress.build.log"
 fi
 
+# --- guarded sampling under the library (tests/preload/guard.c) -------------------
+# Its death tests in forked children, with every small block guarded; and
+# without the variable, no block is.
+if cc -O2 -g -fno-omit-frame-pointer -rdynamic -Wall -Wno-use-after-free \
+     -o "$WORK/guard" tests/preload/guard.c 2>"$WORK/guard.build.log"; then
+  ZMALLOC_GUARD_SAMPLE=1 LD_PRELOAD=$LIB timeout 600 "$WORK/guard" >"$WORK/guard.out" 2>&1
+  rc=$?
+  while IFS= read -r line; do
+    case $line in
+      "ok     "*) ok "${line#ok     }" ;;
+      "FAILED "*) bad "${line#FAILED }" "$WORK/guard.out" ;;
+    esac
+  done <"$WORK/guard.out"
+  grep -qE "^(ok|FAILED) " "$WORK/guard.out" || bad "guard: no result (status $rc)" "$WORK/guard.out"
+  LD_PRELOAD=$LIB timeout 600 "$WORK/guard" --expect-none >"$WORK/guard-none.out" 2>&1 &&
+    ok "guard: $(sed 's/^ok *//' "$WORK/guard-none.out")" || bad "guard --expect-none" "$WORK/guard-none.out"
+else
+  bad "guard: build" "$WORK/guard.build.log"
+fi
+
 # --- the verification-mode library (ZMALLOC_DEBUG=1), when built ---------------------
 DLIB=${PRELOAD_DEBUG_LIB:-}
 for d in "$BDIR/../test-debug-pool" "$BDIR/../pool-debug"; do

@@ -47,6 +47,15 @@ static void underflow(void *arg) {
     ((volatile char *)p)[-1] = 1;
 }
 
+/* Before the start of a block placed against the guard page after it: the
+ * byte is the slot's fill, accessible, and the free finds it changed. */
+static void underflow_at_free(void *arg) {
+    (void)arg;
+    char *p = guard_alloc_site(100, 1);
+    ((volatile char *)p)[-1] = 1;
+    zfree(p);
+}
+
 __attribute__((noinline)) void guard_free_site(char *p) {
     zfree(p);
     __asm__ volatile("" ::: "memory"); /* no tail call: keep this frame */
@@ -140,6 +149,17 @@ int main(void) {
     rc = run_child(underflow, NULL, buf, sizeof buf);
     CHECK(rc == -SIGABRT);
     CHECK(strstr(buf, "zmalloc: guarded sample: heap underflow") != NULL);
+    CHECK(strstr(buf, "100-byte block") != NULL);
+    CHECK(strstr(buf, "guard_alloc_site") != NULL);
+
+    /* Underflow is deterministic either way a block is placed: at the start
+     * of its page it faults on the first byte before it (above); against
+     * the guard page after it, the write lands in the slot's fill and the
+     * free reports it. */
+    rc = run_child(underflow_at_free, NULL, buf, sizeof buf);
+    CHECK(rc == -SIGABRT);
+    CHECK(strstr(buf, "zmalloc: guarded sample: heap underflow") != NULL);
+    CHECK(strstr(buf, "found when freed") != NULL);
     CHECK(strstr(buf, "100-byte block") != NULL);
     CHECK(strstr(buf, "guard_alloc_site") != NULL);
 
