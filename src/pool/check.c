@@ -32,6 +32,7 @@ void zp_check_page(const zp_page *page, const char *where) {
     int free_bit = (seg->free_mask >> page->index) & 1;
     if (page->state == ZP_PAGE_FREE) {
         REQUIRE(free_bit, "free page not in its segment's free mask", page);
+        REQUIRE(page->cold == NULL && page->cold_bytes == 0, "free page has cold blocks", page);
         return;
     }
     REQUIRE(page->state == ZP_PAGE_IN_USE, "page state neither free nor in use", page);
@@ -51,7 +52,18 @@ void zp_check_page(const zp_page *page, const char *where) {
                 "free-list block outside the page's carved blocks or misaligned", page);
         n++;
     }
-    REQUIRE(n + page->used == page->capacity, "free list length + used != capacity", page);
+    uint32_t nc = 0;
+    for (const zp_block *b = page->cold; b; b = b->next) {
+        REQUIRE(nc < page->capacity, "cold list longer than the carved blocks (a cycle?)", page);
+        REQUIRE((const char *)b >= lo && (const char *)b < hi &&
+                    ((size_t)((const char *)b - lo) % page->block_size) == 0,
+                "cold-list block outside the page's carved blocks or misaligned", page);
+        nc++;
+    }
+    REQUIRE(nc == page->cold_n && (nc == 0) == (page->cold_bytes == 0),
+            "cold list length or bytes disagree with its counts", page);
+    REQUIRE(n + nc + page->used == page->capacity,
+            "free list length + cold blocks + used != capacity", page);
     uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
     REQUIRE((uint32_t)(tf >> ZP_TF_PTR_BITS) <= page->used,
             "thread-free list counts more blocks than are out", page);

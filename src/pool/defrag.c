@@ -110,7 +110,7 @@ static inline zp_defrag_state *state_of(zp_heap *heap) {
 }
 
 static inline int page_has_room(const zp_page *page) {
-    return page->free != NULL || page->capacity < page->reserved;
+    return page->free != NULL || page->cold != NULL || page->capacity < page->reserved;
 }
 
 /* page is in heap's queue of class cls (pointer may be stale: only the
@@ -282,7 +282,7 @@ void *zm_be_defrag_alloc(size_t size, size_t *usable) {
         dc->target = page;
         if (!page) return NULL;
     }
-    if (!page->free) zp_page_extend(page);
+    if (!page->free) zp_page_refill(page);
     zp_block *b = page->free;
     page->free = b->next;
     page->used++;

@@ -136,6 +136,13 @@ typedef struct zp_page {
     _Atomic uintptr_t xthread_free;  /* remote frees | ZP_TF_* state        */
     uint8_t rcls;
     uint32_t rblock_size;
+    /* Owner-only, slow paths only (hence on this line, which the owner's
+     * fast paths never touch): free blocks whose interior OS pages the
+     * purge timer gave back (page.c, "cold blocks"). They are handed out
+     * again only by the slow path, which counts their pages back in. */
+    zp_block *cold;
+    uint32_t cold_n;     /* blocks on the cold list                     */
+    uint32_t cold_bytes; /* bytes decommitted inside them: not in committed */
 } zp_page;
 
 typedef struct zp_segment {
@@ -248,6 +255,11 @@ typedef struct zp_heap {
     _Atomic int purge_request;
     size_t dirty_bytes;
     uint64_t last_purge_ms;
+    /* Slow-path calls since the purge timer last looked at the clock, and
+     * the class queue its sweep (heap.c) resumes at. */
+    uint32_t tick_calls;
+    uint32_t sweep_cls;
+    uint64_t last_sweep_ms;
     /* Remote frees held back to be pushed a chain at a time (page.c). */
     zp_rbatch rb[ZP_NCLASSES];
     uint64_t rb_mask[2]; /* bit c: rb[c] holds blocks */
@@ -302,6 +314,14 @@ int zp_purge(void) ZP_HIDDEN;
 /* page.c */
 void zp_page_init(zp_heap *heap, zp_segment *seg, zp_page *page, unsigned cls) ZP_HIDDEN;
 void zp_page_extend(zp_page *page) ZP_HIDDEN;
+/* A free block for a page whose free list is empty: a cold block warmed
+ * up, else more carving (nothing when the page is fully carved). */
+void zp_page_refill(zp_page *page) ZP_HIDDEN;
+/* The timer: past the first keep bytes of page's free list, give back the
+ * interior pages of free blocks and move them to the cold list. */
+void zp_page_cool(zp_page *page, size_t keep) ZP_HIDDEN;
+/* Page going free: its cold blocks' accounting undone (segment.c). */
+void zp_page_drop_cold(zp_segment *seg, zp_page *page) ZP_HIDDEN;
 void zp_page_collect(zp_page *page) ZP_HIDDEN;
 void zp_free_remote(zp_page *page, zp_block *head, zp_block *tail, uintptr_t n) ZP_HIDDEN;
 void zp_rbatch_add(zp_heap *heap, zp_page *page, zp_block *b) ZP_HIDDEN;
@@ -362,6 +382,9 @@ void zp_heap_purge_to(zp_heap *heap, size_t keep) ZP_HIDDEN;
 /* heap.c: parked heaps older than dirty_age_ms are abandoned (from the
  * purge timer); with all set, every parked heap (zm_be_purge). */
 void zp_heaps_expire_parked(int all) ZP_HIDDEN;
+/* heap.c: the timer's sweep of the heap's class queues: collect remote
+ * frees, retire the pages they emptied. */
+void zp_heap_sweep(zp_heap *heap) ZP_HIDDEN;
 
 /* check.c: the checked build (ZMALLOC_POOL_CHECK) verifies the pool's
  * invariants on its slow paths and aborts with a message naming the first

@@ -39,6 +39,8 @@ static void segment_setup(zp_segment *seg, unsigned kind) {
         pg->state = ZP_PAGE_FREE;
         pg->dirty = 0;
         pg->touched = 0; /* every free page of a segment set up is clean */
+        pg->cold = NULL;
+        pg->cold_n = pg->cold_bytes = 0;
         pg->next = pg->prev = NULL;
         atomic_store_explicit(&pg->xheap, 0, memory_order_relaxed);
         atomic_store_explicit(&pg->xthread_free, 0, memory_order_relaxed);
@@ -174,6 +176,7 @@ static void page_mark_free(zp_segment *seg, zp_page *page) {
     atomic_fetch_sub_explicit(&zp_stat.class_pages[page->cls], 1, memory_order_relaxed);
     zp_stat_sub(&zp_stat.active, (size_t)page->capacity * page->block_size);
     zp_stat_sub(&zp_stat.carved, (size_t)page->capacity * page->block_size);
+    zp_page_drop_cold(seg, page);
     page->state = ZP_PAGE_FREE;
     page->free = NULL;
     atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
