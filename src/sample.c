@@ -210,11 +210,14 @@ void zm_smp_decide(size_t size, int guard_ok, zm_smp_decision *d) {
         zm_smp_countdown = LONG_MAX / 2;
         return;
     }
-    if (t->armed == -1 && t->prof_left == LONG_MAX && t->guard_left == LONG_MAX &&
-        atomic_load_explicit(&held, memory_order_relaxed) && t->prof_seen == zm_smp_prof_interval() &&
-        t->guard_seen == zm_smp_guard_rate()) {
-        /* Held, nothing sampled: stay held, at the cost of these tests. */
-        zm_smp_countdown = -1;
+    if (t->live && t->prof_left == LONG_MAX && t->guard_left == LONG_MAX &&
+        t->prof_seen == zm_smp_prof_interval() && t->guard_seen == zm_smp_guard_rate()) {
+        /* Nothing sampled, no setting changed: the countdown ran out on its
+         * poll window (or this thread is held). Re-arm, at the cost of
+         * these tests: what arm() would do with both distances off. */
+        long next = atomic_load_explicit(&held, memory_order_relaxed) ? -1 : ZM_SMP_POLL;
+        t->armed = next;
+        zm_smp_countdown = next;
         return;
     }
     t->busy = 1;
