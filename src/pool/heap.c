@@ -359,24 +359,21 @@ static void heap_sweep(zp_heap *heap, int all) {
         for (page = heap->queues[c].first; page; page = next) {
             next = page->next;
             visited++;
-            uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
-            if (cool) {
-                /* Few blocks a page: collecting walks few. */
-                zp_page_collect(page);
+            if (!zp_page_collect_if_empty(page)) {
+                uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+                /* No walk when the local list is empty. Medium and large
+                 * pages hold few blocks: walking their remote chain costs
+                 * little, and their free blocks are what cooling gives back.
+                 * Others are walked by the timer when the remote chain holds
+                 * at least half the blocks out (free memory the owner
+                 * cannot reach), never at park or unpark (thread churn). */
+                if (!page->free || cool || (!all && (tf >> ZP_TF_PTR_BITS) * 2 >= page->used))
+                    zp_page_collect(page);
                 if (page->used != 0) {
-                    zp_page_cool(page, ZP_HOT_BYTES);
+                    if (cool) zp_page_cool(page, ZP_HOT_BYTES);
                     continue;
                 }
-            } else if (all || !page->free || (tf >> ZP_TF_PTR_BITS) * 2 >= page->used) {
-                /* No walk when the local list is empty; a walk of the
-                 * remote chain when it holds at least half the blocks out
-                 * (they are free memory the owner cannot reach). */
-                zp_page_collect(page);
-            } else {
-                continue;
             }
-            zp_page_collect(page);
-            if (page->used != 0) continue;
             zp_pageq_remove(&heap->queues[c], page);
             zp_segment_page_free(heap, page);
             changed = 1;

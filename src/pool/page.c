@@ -169,6 +169,21 @@ void zp_page_collect(zp_page *page) {
     page->used -= n;
 }
 
+/* 1 when the page holds no block: nothing out, or every block out is on
+ * the thread-free list. That list is then dropped, not walked: the page is
+ * about to go free as a whole, and once every block is free no further
+ * free can come. Keeps the state bits. */
+int zp_page_collect_if_empty(zp_page *page) {
+    uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+    if ((uint32_t)(tf >> ZP_TF_PTR_BITS) != page->used) return 0;
+    if (page->used == 0) return 1;
+    while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tf, tf & ZP_TF_MASK,
+                                                  memory_order_acquire, memory_order_relaxed)) {
+    }
+    page->used = 0;
+    return 1;
+}
+
 /* Free from a thread that does not own the page: push the chain
  * head -> ... -> tail (linked by next; tail's next is overwritten) with one
  * CAS in the common case. A single block is a chain of one. Lock-free. */

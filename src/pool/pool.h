@@ -323,6 +323,9 @@ void zp_page_cool(zp_page *page, size_t keep) ZP_HIDDEN;
 /* Page going free: its cold blocks' accounting undone (segment.c). */
 void zp_page_drop_cold(zp_segment *seg, zp_page *page) ZP_HIDDEN;
 void zp_page_collect(zp_page *page) ZP_HIDDEN;
+/* 1 when no block of page is out (remote frees of all of them dropped, not
+ * walked): the caller frees the page. */
+int zp_page_collect_if_empty(zp_page *page) ZP_HIDDEN;
 void zp_free_remote(zp_page *page, zp_block *head, zp_block *tail, uintptr_t n) ZP_HIDDEN;
 void zp_rbatch_add(zp_heap *heap, zp_page *page, zp_block *b) ZP_HIDDEN;
 void zp_rbatch_flush(zp_heap *heap) ZP_HIDDEN;
