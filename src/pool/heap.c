@@ -111,7 +111,7 @@ static void policy_once(void) {
     while (atomic_load_explicit(&state, memory_order_acquire) != 2) sched_yield();
 }
 
-static void heap_sweep(zp_heap *heap, int all);
+static void heap_sweep(zp_heap *heap, int all, int retire);
 
 static ZP_COLD zp_heap *heap_init_thread(void) {
     policy_once();
@@ -137,11 +137,11 @@ static ZP_COLD zp_heap *heap_init_thread(void) {
     zp_lock_release(&global_lock);
     if (!heap) return NULL;
     /* A parked heap kept receiving remote frees while it waited (blocks
-     * its thread handed out): collect them all and retire the pages they
-     * emptied, so the new thread reuses them rather than carving more
-     * (parked heaps held 86 of the 179 MiB at a short soak's peak, 14 MiB
-     * of it live). A fresh heap has no pages: nothing to do. */
-    heap_sweep(heap, 1);
+     * its thread handed out): collect them onto the local lists, so the
+     * new thread reuses them rather than carving more (parked heaps held
+     * 86 of the 179 MiB at a short soak's peak, 14 MiB of it live). A fresh
+     * heap has no pages: nothing to do. */
+    heap_sweep(heap, 1, 0);
     zp_tl_heap = heap;
     /* After zp_tl_heap is set: the first attach registers the fork hooks,
      * and an allocation made by pthread_atfork itself then takes the
@@ -348,7 +348,7 @@ static zp_page *find_page(zp_heap *heap, unsigned cls) {
 /* Free bytes of a page the sweep leaves warm (zp_page_cool, page.c). */
 #define ZP_HOT_BYTES ((size_t)64 << 10)
 
-static void heap_sweep(zp_heap *heap, int all) {
+static void heap_sweep(zp_heap *heap, int all, int retire) {
     unsigned visited = 0;
     for (unsigned n = 0; n < ZP_NCLASSES && (all || visited < ZP_SWEEP_PAGES); n++) {
         unsigned c = heap->sweep_cls;
@@ -359,6 +359,15 @@ static void heap_sweep(zp_heap *heap, int all) {
         for (page = heap->queues[c].first; page; page = next) {
             next = page->next;
             visited++;
+            if (!retire) {
+                /* A parked heap taken by a new thread: its remote frees
+                 * back on the local lists (no walk), its pages kept, so the
+                 * thread reuses them with no syscall and no page fault
+                 * (retiring them here cost thread-churn a madvise and the
+                 * faults back per thread). */
+                if (!page->free) zp_page_collect(page);
+                continue;
+            }
             if (!zp_page_collect_if_empty(page)) {
                 uintptr_t tf = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
                 /* No walk when the local list is empty. Medium and large
@@ -383,7 +392,7 @@ static void heap_sweep(zp_heap *heap, int all) {
 }
 
 void zp_heap_sweep(zp_heap *heap) {
-    heap_sweep(heap, 0);
+    heap_sweep(heap, 0, 1);
 }
 
 static void heap_purge(zp_heap *heap);
@@ -600,7 +609,6 @@ static void heap_retire(zp_heap *heap) {
  * more than its pages in use. It stays in the registry: statistics still
  * sum its counters. */
 static int heap_park(zp_heap *heap) {
-    heap_sweep(heap, 1);
     zp_heap_purge_to(heap, zp_pol.dirty_reserve);
     ZP_CHECK_HEAP(heap);
     zp_lock_acquire(&global_lock);
