@@ -399,18 +399,20 @@ static __attribute__((noinline, cold)) void *allocate_sampled(zm_op op, void *pt
  * is seen in time (zmalloc_set_memory_limit). Counted with callgrind
  * (bench/run.py `callgrind`, 2026-12-03) through the installed
  * libzmalloc.so linked with pkg-config, a loop of zmalloc(16..256) + zfree:
- * 67 instructions per pair with gcc 12, the loop (10) and the accounting
+ * 62 instructions per pair with gcc 12, the loop (10) and the accounting
  * included: zmalloc 20 (countdown 3, heap 2, size test 2, table 3, pop 6,
- * counts 2, return 2) plus 1.5 for the countdown's slow path every 16 KiB,
- * zfree 35 (NULL 3, free filter 7, page 7, owner 4, push 4, counts 3,
- * "only page of its class" 3 that every pair hits, as each free empties
- * the page, return 1). It was 79 before the limit test and the reclaim
- * pin's test left the fast paths, the full-list flag became a bit of the
- * owner word and the filter lost its hash. jemalloc's malloc+free in the
- * same loop: 79, glibc's: 140. Target 40: not reached; what stands between
- * is each a guarantee of this library (sampling, the free filter of
- * sampled and guarded blocks, the owner test that makes cross-thread
- * frees safe, exact accounting).
+ * counts 2, return 2) plus 1.2 for the countdown's poll every 16 KiB,
+ * zfree 31 (NULL 3, zm_smp_any 3 while nothing was ever sampled, page 7,
+ * owner 4, push 4, counts 3, "only page of its class" 3 that every pair
+ * hits, as each free empties the page, return 1; the free filter adds 7
+ * once anything was sampled). It was 79 before the limit test and the
+ * reclaim pin's test left the fast paths, the full-list flag became a bit
+ * of the owner word and the filter lost its hash. The same loop under
+ * LD_PRELOAD: our preload library 66, jemalloc 79, tcmalloc 85, Debian's
+ * mimalloc 127, glibc 140. Target 40: not reached; what stands between is
+ * each a guarantee of this library (sampling and the limit's hold, the
+ * free test of sampled, guarded and pinned blocks, the owner test that
+ * makes cross-thread frees safe, exact accounting).
  * What the shared library costs: PIC is free here (no global but the
  * filter, %rip-relative); thread-locals are
  * initial-exec (two instructions, no __tls_get_addr call), which a
