@@ -11,6 +11,18 @@
  * The fork handlers are registered even then: they do not depend on the
  * key.
  *
+ * A fork can land in the middle of set-up (another thread is inside
+ * pthread_key_create when one forks): the child then inherits "running"
+ * from a thread it does not have, and would wait for it for ever (seen:
+ * test_debug_heavy's child spinning here, 1 run in 20). So the state word
+ * carries the pid of the process whose thread runs set-up, and a thread
+ * that finds set-up running for another process starts it again. The fork
+ * handlers are registered at most once per process image: any of them
+ * running marks them registered (the prepare handler runs before memory is
+ * copied, so a child forked after pthread_atfork returned knows), and
+ * registration is atomic with respect to fork (glibc holds one lock for
+ * both). A key created by the vanished thread is simply left unused.
+ *
  * The key's value for an attached thread is the address of its `attached`
  * flag (any non-NULL value makes glibc call the destructor). The
  * destructor clears the flag first, so a later destructor of another key
@@ -22,6 +34,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <unistd.h>
 
 #include "account.h"
 #include "backend.h"
@@ -32,9 +46,14 @@
 #include "preload.h"
 #endif
 
+/* init_word: the state in its low 2 bits; while INIT_RUNNING, the pid of
+ * the process whose thread runs set-up above them. */
 enum { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2, INIT_FAILED = 3 };
+#define INIT_STATE(w) ((int)((w) & 3u))
+#define INIT_PID(w) ((uint64_t)(w) >> 2)
 
-static _Atomic int init_state;
+static _Atomic uint64_t init_word;
+static _Atomic int atfork_registered;
 static pthread_key_t exit_key;
 static __thread int initialising __attribute__((tls_model("initial-exec")));
 static __thread int attached __attribute__((tls_model("initial-exec")));
@@ -57,6 +76,7 @@ static void on_thread_exit(void *value) {
 }
 
 static void on_fork_prepare(void) {
+    atomic_store_explicit(&atfork_registered, 1, memory_order_relaxed);
     zm_account_fork_prepare();
 #if ZMALLOC_DEBUG_BUILD
     zm_dbg_fork_prepare();
@@ -93,23 +113,40 @@ static void on_fork_child(void) {
 
 /* ---- set-up ----------------------------------------------------------------- */
 
-static int lifecycle_init(void) {
-    int state = atomic_load_explicit(&init_state, memory_order_acquire);
-    if (state == INIT_DONE) return 1;
-    if (state == INIT_FAILED) return 0;
-    int expected = INIT_NONE;
-    if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
-        initialising = 1;
-        int ok = pthread_key_create(&exit_key, on_thread_exit) == 0;
+static int lifecycle_run(uint64_t running) {
+    initialising = 1;
+    if (!atomic_load_explicit(&atfork_registered, memory_order_relaxed)) {
         pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
-        initialising = 0;
-        atomic_store_explicit(&init_state, ok ? INIT_DONE : INIT_FAILED, memory_order_release);
-        return ok;
+        atomic_store_explicit(&atfork_registered, 1, memory_order_relaxed);
     }
-    if (initialising) return 0; /* re-entered from pthread_atfork's malloc */
-    while ((state = atomic_load_explicit(&init_state, memory_order_acquire)) == INIT_RUNNING)
+    int ok = pthread_key_create(&exit_key, on_thread_exit) == 0;
+    initialising = 0;
+    uint64_t expected = running; /* a fork child may have restarted it */
+    atomic_compare_exchange_strong_explicit(&init_word, &expected,
+                                            (uint64_t)(ok ? INIT_DONE : INIT_FAILED),
+                                            memory_order_release, memory_order_relaxed);
+    return ok;
+}
+
+static int lifecycle_init(void) {
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&init_word, memory_order_acquire);
+        int state = INIT_STATE(w);
+        if (state == INIT_DONE) return 1;
+        if (state == INIT_FAILED) return 0;
+        if (state == INIT_NONE) {
+            uint64_t running = ((uint64_t)getpid() << 2) | INIT_RUNNING;
+            if (atomic_compare_exchange_strong(&init_word, &w, running)) return lifecycle_run(running);
+            continue;
+        }
+        if (initialising) return 0; /* re-entered from pthread_atfork's malloc */
+        if (INIT_PID(w) != (uint64_t)getpid()) {
+            /* Set-up was running in the parent when this process forked. */
+            atomic_compare_exchange_strong(&init_word, &w, (uint64_t)INIT_NONE);
+            continue;
+        }
         sched_yield();
-    return state == INIT_DONE;
+    }
 }
 
 int zm_lifecycle_thread_attach(void) {
@@ -123,5 +160,5 @@ int zm_lifecycle_thread_attach(void) {
 }
 
 int zm_lifecycle_ready(void) {
-    return atomic_load_explicit(&init_state, memory_order_acquire) == INIT_DONE;
+    return INIT_STATE(atomic_load_explicit(&init_word, memory_order_acquire)) == INIT_DONE;
 }

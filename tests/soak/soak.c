@@ -34,6 +34,8 @@
  *    RSS is within 64 MiB of where it started (a verification build may
  *    hold 32 MiB more in its quarantine).
  * (The RSS checks are skipped under sanitizers, whose shadow memory counts.)
+ * Under ASan alone the workers pause for each fork (fork_gate below): GCC
+ * 12's ASan runtime does not hold its own allocator's locks across fork().
  * Prints the figures and "soak: N passed, M failed".
  */
 #define _GNU_SOURCE
@@ -205,12 +207,46 @@ static void one_op(uint64_t *rng) {
     }
 }
 
+/* The fork gate. ASan's allocator in GCC 12's libsanitizer is not locked
+ * around fork(): a child forked while another thread is inside ASan's
+ * malloc waits forever on that allocator's mutex (seen in make test, about
+ * 1 run in 7: the child blocked in SizeClassAllocator64::GetFromAllocator
+ * under zm_be_malloc). That is the sanitizer's runtime, not the library
+ * under test, so under ASan the workers hold the gate shared around each
+ * operation and the fork takes it exclusively: they stop at the fork
+ * instead of running across it. Every other build (plain, TSan, whose
+ * runtime does lock itself for fork, valgrind, verification) forks while
+ * the workers allocate. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SOAK_FORK_GATE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SOAK_FORK_GATE 1
+#endif
+#endif
+/* A thread's exit frees the runtime's caches too: under the gate the
+ * workers wait for the last fork before they return. */
+static atomic_int forks_finished;
+#if SOAK_FORK_GATE
+/* Writer-preferring: four busy readers would otherwise starve the fork. */
+static pthread_rwlock_t fork_gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+#define GATE_ENTER() pthread_rwlock_rdlock(&fork_gate)
+#define GATE_LEAVE() pthread_rwlock_unlock(&fork_gate)
+#else
+#define SOAK_FORK_GATE 0
+#define GATE_ENTER() ((void)0)
+#define GATE_LEAVE() ((void)0)
+#endif
+
 static void *worker(void *arg) {
     uint64_t rng = cfg.seed * 0x9e3779b97f4a7c15ull + (uintptr_t)arg * 7919u + 1;
     for (long i = 0; i < cfg.ops; i++) {
+        GATE_ENTER();
         one_op(&rng);
+        GATE_LEAVE();
         if ((i & 1023) == 1023) atomic_fetch_add_explicit(&ops_done, 1024, memory_order_relaxed);
     }
+    while (SOAK_FORK_GATE && !atomic_load(&forks_finished)) usleep(1000);
     return NULL;
 }
 
@@ -244,7 +280,13 @@ static void child_after_fork(void) {
  * child's bad blocks. */
 static void fork_and_check(long *forks, long *forks_ok, long *child_bad) {
     fflush(NULL);
+#if SOAK_FORK_GATE
+    pthread_rwlock_wrlock(&fork_gate);
+#endif
     pid_t pid = fork();
+#if SOAK_FORK_GATE
+    pthread_rwlock_unlock(&fork_gate); /* in both: each holds its own copy */
+#endif
     if (pid == 0) child_after_fork();
     ++*forks;
     int st = 0;
@@ -338,12 +380,13 @@ int main(int argc, char **argv) {
             break;
         usleep(2000);
     }
-    for (long i = 0; i < cfg.threads; i++) pthread_join(workers[i], NULL);
     /* Forks not yet done (a run too short to reach their step) happen now,
      * so the count never depends on timing. */
     while (forks < cfg.forks) {
         fork_and_check(&forks, &forks_ok, &child_bad);
     }
+    atomic_store(&forks_finished, 1);
+    for (long i = 0; i < cfg.threads; i++) pthread_join(workers[i], NULL);
     double elapsed = now_s() - t0;
     size_t rss_end = zmalloc_get_rss();
     for (long i = 0; i < cfg.slots; i++) drop(atomic_exchange(&slots[i], NULL));
@@ -370,7 +413,9 @@ int main(int argc, char **argv) {
      * quarantine (README, verification mode). */
     size_t quarantine = ZMALLOC_DEBUG_BUILD ? (32u << 20) : 0;
     CHECK(peak_rss <= rss0 + 2 * peak_live + quarantine + (64u << 20));
-    if (rss_first_half) CHECK(rss_second_half <= rss_first_half + rss_first_half / 4 + (16u << 20));
+    /* The quarantine may still be filling in the first half. */
+    if (rss_first_half)
+        CHECK(rss_second_half <= rss_first_half + rss_first_half / 4 + quarantine + (16u << 20));
     CHECK(rss_purged <= rss0 + quarantine + (64u << 20));
 #endif
     free(workers);
