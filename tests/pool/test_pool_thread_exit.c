@@ -4,12 +4,18 @@
  *    by other threads (abandoned pages), then their memory reused;
  *  - a pthread key destructor that allocates and frees after the pool's own
  *    thread-exit handler may already have run (the heap comes back);
- *  - a thread that only frees (never allocates) blocks of other threads. */
+ *  - a thread that only frees (never allocates) blocks of other threads;
+ *  - a thread whose first call is a free does not take the heap a worker
+ *    left parked: the next worker does (with its pages and the blocks
+ *    freed into them), as in a main thread freeing what each worker of a
+ *    thread pool handed it. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
 #include "backend.h"
+#include "pool/pool.h"
 #include "test.h"
 #include "zmalloc.h"
 
@@ -68,6 +74,53 @@ static void *keyed_thread(void *arg) {
     return NULL;
 }
 
+/* The parked-heap hand-over: worker 1 allocates and exits, a consumer
+ * that has never allocated frees its blocks and stays alive (as a main
+ * thread does), then worker 2 allocates. */
+#define HANDED 300
+static void *handed[HANDED];
+static zp_heap *worker1_heap, *consumer_heap, *worker2_heap;
+static _Atomic int consumer_done, worker2_done;
+
+static void *handover_worker1(void *arg) {
+    (void)arg;
+    for (int i = 0; i < HANDED; i++) handed[i] = zmalloc(64);
+    worker1_heap = zp_tl_heap;
+    return NULL;
+}
+
+static void *handover_consumer(void *arg) {
+    (void)arg;
+    for (int i = 0; i < HANDED; i++) zfree(handed[i]);
+    consumer_heap = zp_tl_heap;
+    atomic_store(&consumer_done, 1);
+    while (!atomic_load(&worker2_done)) sched_yield();
+    return NULL;
+}
+
+static void *handover_worker2(void *arg) {
+    (void)arg;
+    void *p = zmalloc(64);
+    worker2_heap = zp_tl_heap;
+    zfree(p);
+    return NULL;
+}
+
+static void test_parked_heap_goes_to_an_allocating_thread(void) {
+    pthread_t w1, c, w2;
+    pthread_create(&w1, NULL, handover_worker1, NULL);
+    pthread_join(w1, NULL); /* parked now (the lot is not full: see below) */
+    pthread_create(&c, NULL, handover_consumer, NULL);
+    while (!atomic_load(&consumer_done)) sched_yield();
+    pthread_create(&w2, NULL, handover_worker2, NULL);
+    pthread_join(w2, NULL);
+    atomic_store(&worker2_done, 1);
+    pthread_join(c, NULL);
+    CHECK(worker1_heap != NULL && consumer_heap != NULL);
+    CHECK(consumer_heap != worker1_heap);
+    CHECK(worker2_heap == worker1_heap);
+}
+
 int main(void) {
     CHECK(early_ok);
     int intact = 1;
@@ -112,5 +165,12 @@ int main(void) {
     zm_be_get_stats(1, &st2);
     CHECK_EQ_SIZE(st2.allocated, st0.allocated);
     CHECK(st2.allocated <= st2.active && st2.active <= st2.resident);
+    /* After zmalloc_purge() (which abandons every parked heap) the lot is
+     * empty, then holds worker 1's heap alone. Parked heaps age out only
+     * from allocation slow paths, and none runs between worker 1's exit
+     * and worker 2's first allocation (the consumer only frees, main
+     * waits), so no timing decides what worker 2 gets. */
+    CHECK(zmalloc_get_option("pool_heap_park_max") >= 1);
+    test_parked_heap_goes_to_an_allocating_thread();
     return test_summary("test_pool_thread_exit");
 }
