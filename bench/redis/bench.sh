@@ -19,7 +19,8 @@
 #      for SET, GET, LPUSH, HSET, ZADD with 3-byte and 1 KiB values. The
 #      request count of a cell is calibrated once per (server, size, test)
 #      so that the fastest build's run lasts CELL_SECONDS (a short first
-#      run on every build, which also warms them up); then REPS rounds,
+#      run on every build, which also warms them up; raised after each
+#      round to the fastest rate seen so far); then REPS rounds,
 #      each running every build on that cell before the next cell, the
 #      build order rotating by round, so a burst of load from elsewhere
 #      hits all builds alike. Per run: requests/s, p50 and p99 latency (the
@@ -78,7 +79,7 @@ else
     NKEYS=${BENCH_KEYS:-1000000}
 fi
 FIXED_REQUESTS=${BENCH_REQUESTS:-}
-CAL_REQUESTS=50000
+CAL_REQUESTS=100000
 PIPELINE=${BENCH_PIPELINE:-16}
 CLIENTS=${BENCH_CLIENTS:-50}
 KEYSPACE=${BENCH_KEYSPACE:-100000}
@@ -327,6 +328,15 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
                 done
                 sample_load
                 log "  [$s] round $rep, ${size} B (load $(cut -d' ' -f1 /proc/loadavg)):$line"
+                # The load of the machine changes a cell's rate threefold:
+                # the next rounds get the count that makes the fastest run
+                # seen so far last CELL_SECONDS (every build of a round
+                # runs the same count; the rate does not depend on it).
+                [ -n "$FIXED_REQUESTS" ] || for t in $TESTS; do
+                    n=$(awk -v s="$s" -v z="$size" -v t="$t" -v c="$CELL_SECONDS" -v m="${NREQ[$s/$size/$t]}" \
+                        '$1 == s && $3 == z && $4 == t && $7 > r {r = $7} END {n = int(r * c / 10000 + 1) * 10000; print (n > m) ? n : m}' "$THR")
+                    NREQ[$s/$size/$t]=$n
+                done
             done
         done
         for b in "${BUILDS[@]}"; do stop_server "$s/$b"; done

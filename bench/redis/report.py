@@ -103,7 +103,8 @@ def main():
         L.append(f"### Throughput (requests/s: median of {meta['reps']} interleaved rounds, min-max in brackets)")
         L.append("")
         n_desc = (f"fixed `-n {meta['fixed_requests']}`" if meta["fixed_requests"] else
-                  f"`-n` calibrated per cell so the fastest build's run lasts {meta['cell_seconds']} s")
+                  f"`-n` calibrated per cell so the fastest build's run lasts {meta['cell_seconds']} s "
+                  "(raised after each round to the fastest rate seen so far: `requests` gives the range)")
         L.append(f"`<server>-benchmark -q --csv -t <test> -P {meta['pipeline']} -c {meta['clients']} "
                  f"-r {meta['keyspace']} -d <size>` over loopback, {n_desc}, FLUSHALL before each run. "
                  f"Ratio: {ref} / other of the medians, then in brackets the min-max of the per-round ratios "
@@ -117,7 +118,8 @@ def main():
                     if not c:
                         continue
                     by = {b: [r for r in c if r["build"] == b] for b in builds}
-                    row = [t, f"{size} B", str(c[0]["requests"])]
+                    ns = sorted({r["requests"] for r in c})
+                    row = [t, f"{size} B", str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"]
                     noise = 0.0
                     entry = {"server": s, "test": t, "value_bytes": size, "requests": c[0]["requests"]}
                     for b in builds:
@@ -144,7 +146,9 @@ def main():
                     rows.append(row)
                     js["throughput"].append(entry)
             L.append("")
-            L.append(f"#### {s} ({meta['versions'].get(s, '?')}): shortest run {short:.2f} s")
+            durs = [r["requests"] / r["rps"] for r in thr if r["server"] == s]
+            L.append(f"#### {s} ({meta['versions'].get(s, '?')}): runs of {short:.2f} to {max(durs):.1f} s, "
+                     f"median {med(durs):.1f} s; {sum(d < 2 for d in durs)} of {len(durs)} under 2 s")
             L.append("")
             L.append(md_table(["test", "value", "requests"] + builds + [f"{ref} / {o}" for o in others] + ["noise"],
                               rows, right_from=2))
