@@ -92,8 +92,10 @@ def main():
         for b in builds:
             what = {"pool": "zmalloc's pool: the tree tests/redis/check.sh builds (`make MALLOC=libc`, shim zmalloc.[ch]"
                             + (", allocator_defrag.[ch]" if s.startswith("valkey-9") else "") + ", libzmalloc.a)",
-                    "jemalloc": "stock: unmodified source, default `make` (its bundled deps/jemalloc)",
-                    "libc": "stock: unmodified source, `make MALLOC=libc` (glibc malloc)"}.get(b, b)
+                    "jemalloc": "stock: the server's source, default `make` (its bundled deps/jemalloc)",
+                    "libc": "stock: the server's source, `make MALLOC=libc` (glibc malloc)"}.get(b, b)
+            if s == "debian" and b != "pool":
+                what += " (Debian's patch 0004, USE_SYSTEM_JEMALLOC, reverted: it breaks the bundled-jemalloc link)"
             L.append(f"  - `{b}`: {what}; mem_allocator `{meta['allocators'].get(s + '/' + b, '?')}`")
     L.append("")
 
