@@ -22,7 +22,9 @@
  * it would sit on the parked pages it never allocates from while the next
  * worker carves new ones (thread-churn through the zmalloc API: 12.2 MiB
  * peak against 7.9 MiB under the preload library, whose main thread has a
- * heap from its first malloc). At most heap_park_max heaps wait, each for at most dirty_age_ms
+ * heap from its first malloc). A heap that owns no segment is not parked
+ * when its thread exits: the next thread would take it (newest first) and
+ * carve afresh while a heap with pages waited. At most heap_park_max heaps wait, each for at most dirty_age_ms
  * (the purge timer of running heaps and zm_be_purge abandon them then);
  * beyond that a heap is abandoned at once: its segments still in use go on
  * the abandoned list for other heaps to adopt. Global state (heap
@@ -612,6 +614,12 @@ static void heap_retire(zp_heap *heap) {
     zp_lock_release(&global_lock);
 }
 
+static int heap_owns_segments(const zp_heap *heap) {
+    for (unsigned k = 0; k < ZP_KINDS; k++)
+        if (heap->segments[k].first) return 1;
+    return 0;
+}
+
 /* Park heap for the next thread; 0 when the parking lot is full. Its dirty
  * pages beyond the reserve go back first, so a parked heap holds little
  * more than its pages in use. It stays in the registry: statistics still
@@ -663,7 +671,10 @@ void zp_heap_thread_exit(void) {
      * (segments reclaimed since) or our xdelayed, which abandon drains. */
     zp_rbatch_flush_if(heap);
     zp_tl_heap = &zp_empty_heap;
-    if (heap_park(heap)) return;
+    /* A heap that owns no segment (its thread only freed) has nothing for a
+     * successor: parked, it would be taken first (newest first) instead of
+     * the one whose pages the next thread would reuse. */
+    if (heap_owns_segments(heap) && heap_park(heap)) return;
     heap_abandon(heap);
     heap_retire(heap);
 }
