@@ -20,7 +20,7 @@ CMAKE_FLAGS ?=
 # Benchmark and test knobs given on the command line reach the scripts;
 # only those that are set (an exported empty value would read as "set").
 KNOBS := SOAK_ARGS QUICK FULL BACKENDS VARIANTS WORKLOADS THREADS ZMALLOC_NO_INSTALL \
-         REPS SCALE CALLGRIND ALL ZMALLOC_SERVER_SOURCES REDIS_CHECK_SERVERS
+         REPS SCALE CALLGRIND ALL ZMALLOC_SERVER_SOURCES REDIS_CHECK_SERVERS ZMALLOC_DEFRAG_GATE
 $(foreach v,$(KNOBS),$(if $(filter command line environment,$(origin $v)),$(eval export $v)))
 
 ifeq ($(NO_MALLOC_USABLE_SIZE),1)
