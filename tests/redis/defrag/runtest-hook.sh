@@ -36,7 +36,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 f=$tree/tests/unit/memefficiency.tcl
 
 open=0
-for glob in ${ZMALLOC_DEFRAG_GATE//,/ }; do
+gate_list=${ZMALLOC_DEFRAG_GATE:-}
+for glob in ${gate_list//,/ }; do
     [ "$glob" = all ] && glob='*'
     # shellcheck disable=SC2053 # the right side is a glob on purpose
     [[ $server == $glob ]] && open=1
