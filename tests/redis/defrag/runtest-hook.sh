@@ -37,6 +37,7 @@ f=$tree/tests/unit/memefficiency.tcl
 
 open=0
 gate_list=${ZMALLOC_DEFRAG_GATE:-}
+set -f # the list holds globs: split it, never expand it against files
 for glob in ${gate_list//,/ }; do
     [ "$glob" = all ] && glob='*'
     # shellcheck disable=SC2053 # the right side is a glob on purpose
