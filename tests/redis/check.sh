@@ -277,12 +277,16 @@ fetch_tarball_source() { # server
     local tgz=$SOURCES_DIR/$name.tar.gz
     [ -f "$tgz" ] || die "[$name] $tgz not found (ZMALLOC_SERVER_SOURCES=$SOURCES_DIR)"
     log "[$name] unpacking $tgz"
-    rm -rf "$SB/src.tmp" "$dir"
-    mkdir -p "$SB/src.tmp" "$SB/src"
-    tar -xzf "$tgz" -C "$SB/src.tmp" || die "[$name] cannot unpack $tgz"
-    [ -d "$SB/src.tmp/$name" ] || die "[$name] $tgz did not unpack into a folder $name/"
-    mv "$SB/src.tmp/$name" "$dir"
-    rm -rf "$SB/src.tmp"
+    # A temporary folder per server: servers are prepared side by side, and
+    # a shared one was removed under another server's tar (seen with
+    # REDIS_CHECK_SERVERS="redis-7.4.1 valkey-8.0.1").
+    local tmp=$SB/src.tmp-$name
+    rm -rf "$tmp" "$dir"
+    mkdir -p "$tmp" "$SB/src"
+    tar -xzf "$tgz" -C "$tmp" || die "[$name] cannot unpack $tgz"
+    [ -d "$tmp/$name" ] || die "[$name] $tgz did not unpack into a folder $name/"
+    mv "$tmp/$name" "$dir"
+    rm -rf "$tmp"
     [ -f "$dir/src/server.c" ] || die "[$name] $tgz holds no src/server.c"
 }
 
