@@ -767,6 +767,9 @@ main() {
         # (replication, expiry, timeouts), so two suites share 2 cores well.
         # Each server's output goes to its own file, shown whole at the end.
         for name in $SERVERS; do
+            # A result file left by an earlier run would be read as this
+            # run's if the subshell were killed before writing its own.
+            rm -f "$LOGS/check-$name.rc"
             (
                 t=$(date +%s)
                 rc=0
