@@ -359,7 +359,13 @@ void zfree_with_flags(void *ptr, int flags);
  * the block comes from a well-filled page of its class, never from the page
  * the last defrag hint chose to empty (plain zmalloc when there is none, or
  * when a memory limit is set, or in a verification build). Redis declares
- * these under HAVE_DEFRAG. */
+ * these under HAVE_DEFRAG.
+ * pool: zfree_no_tcache keeps the last 8 blocks it was given intact (and
+ * counted in zmalloc_used_memory()) before it frees them, because Redis 7.4
+ * and Valkey 8.0 read a channel object they have just moved and freed
+ * (jemalloc leaves freed bytes alone). They are freed as later ones arrive,
+ * by the thread's next zmalloc_get_allocator_info*() with refresh_stats, by
+ * zmalloc_purge(), and when the thread exits. */
 __attribute__((malloc)) void *zmalloc_no_tcache(size_t size);
 void zfree_no_tcache(void *ptr);
 #endif

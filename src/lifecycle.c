@@ -39,6 +39,7 @@
 
 #include "account.h"
 #include "backend.h"
+#include "defrag.h"
 #if ZMALLOC_DEBUG_BUILD
 #include "debug.h"
 #endif
@@ -65,6 +66,8 @@ static void on_thread_exit(void *value) {
     attached = 0;
 #if ZM_PRELOAD_BUILD
     zm_preload_stats_thread_exit();
+#else
+    zm_defrag_thread_exit(); /* frees: before the accounting goes */
 #endif
     zm_account_thread_exit();
 #if ZMALLOC_DEBUG_BUILD

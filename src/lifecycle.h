@@ -14,7 +14,9 @@
  * first. No layer calls pthread_key_create or pthread_atfork itself.
  *
  * The hooks, by layer (declared in each layer's header):
- *   front end  zm_account_thread_exit, zm_account_fork_{prepare,parent,child}
+ *   front end  zm_defrag_thread_exit (defrag.h; not in the preload library,
+ *              which has no zfree_no_tcache), zm_account_thread_exit,
+ *              zm_account_fork_{prepare,parent,child}
  *              (account.h); in the preload library also
  *              zm_preload_stats_thread_exit, zm_preload_stats_fork_child
  *              (preload.h)

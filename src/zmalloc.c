@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "account.h"
+#include "defrag.h"
 #include "layer.h"
 #include "platform.h"
 #include "sample.h"
@@ -773,6 +774,9 @@ int zmalloc_get_allocator_info_full(int refresh_stats, size_t *allocated, size_t
                                     size_t *resident, size_t *retained, size_t *muzzy,
                                     size_t *frag_smallbins_bytes) {
     zm_be_stats st = {0};
+    /* A refreshing call is the servers' cron, between defrag callbacks:
+     * the blocks zfree_no_tcache kept intact are freed first (defrag.c). */
+    if (refresh_stats) zm_defrag_release_lingering();
     zm_be_get_stats(refresh_stats, &st);
     if (allocated) *allocated = st.allocated;
     if (active) *active = st.active;
@@ -814,6 +818,7 @@ int zmalloc_get_allocator_info_by_arena(unsigned int arena, int refresh_stats, s
 }
 
 int zmalloc_purge(void) {
+    zm_defrag_release_lingering();
     return zm_be_purge();
 }
 
