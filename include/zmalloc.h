@@ -143,7 +143,12 @@ extern "C" {
  * ====================================================================== */
 
 /* Allocation. A 0-byte request still returns a valid block. A request of
- * SIZE_MAX/2 bytes or more fails without asking the backend. On failure the
+ * SIZE_MAX/2 bytes or more fails without asking the backend. Blocks are
+ * 16-byte aligned, except on the pool backend those whose usable size is 8,
+ * 24, 40 or 56 bytes: 8-aligned, as with the jemalloc Redis and Valkey
+ * bundle (8-byte quantum), which is all an object of that size can need
+ * (its size is a multiple of its alignment). zmalloc_aligned() gives more;
+ * the preload library's malloc is 16-aligned for every size. On failure the
  * z* functions call the OOM handler with the requested size (the default
  * handler aborts); the ztry* functions return NULL with errno = ENOMEM.
  * 'noinline' keeps gcc 12 with LTO from losing the alloc_size attribute

@@ -29,7 +29,9 @@ void *zm_be_realloc(void *ptr, size_t size, size_t *usable) {
 }
 
 void *zm_be_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
-    if (alignment <= 16) return zp_malloc_fast(size, usable);
+    /* Blocks of the 8-byte-step classes are only 8-aligned (pool.h): a
+     * larger alignment rounds the size up to a multiple of it. */
+    if (alignment <= 8) return zp_malloc_fast(size, usable);
     return zp_aligned_alloc(alignment, size, usable);
 }
 

@@ -54,6 +54,16 @@
  * The replaced functions
  * --------------------------------------------------------------------- */
 
+/* malloc's alignment is glibc's 16 bytes for every size, but the pool's
+ * 24-, 40- and 56-byte classes are only 8-aligned (pool/pool.h): requests up
+ * to 64 bytes are rounded up to a multiple of 16 before they reach the
+ * pool (and a 0-byte one to 16), so a program never gets one of those
+ * blocks. Above 64 every class is a multiple of 16. The zmalloc API does
+ * not round (zmalloc.h documents the 8-byte case, as Redis's jemalloc). */
+static inline size_t zpl_request(size_t size) {
+    return size <= 64 ? (size + 15 + (size == 0)) & ~(size_t)15 : size;
+}
+
 static inline size_t zpl_size_of(void *p) {
     return zm_lower_usable_size(p);
 }
@@ -100,7 +110,7 @@ static __attribute__((noinline, cold)) void *zpl_alloc_sampled(int op, void *ptr
     if (zm_smp_countdown < 0) zm_smp_decide(size, op != ZPL_OP_ALIGNED, &d);
     zm_smp_stack st = {.depth = 0};
     if (d.guard || d.profile) zm_smp_capture(&st, ret, frame);
-    size_t want = ZM_MIN_REQUEST(size), usable = 0, old = 0;
+    size_t want = zpl_request(size), usable = 0, old = 0;
     int old_sampled = op == ZPL_OP_REALLOC && zm_smp_hit(ptr);
     int old_guarded = old_sampled && zm_guard_owns(ptr);
     if (op == ZPL_OP_REALLOC) old = old_guarded ? zm_guard_size(ptr) : zpl_size_of(ptr);
@@ -146,7 +156,7 @@ static __attribute__((noinline, cold)) void *zpl_alloc_sampled(int op, void *ptr
 static __attribute__((noinline)) void *zpl_malloc_slow(size_t size) {
     size_t usable;
     if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
-    void *p = zm_lower_malloc(ZM_MIN_REQUEST(size), &usable);
+    void *p = zm_lower_malloc(zpl_request(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;
@@ -160,7 +170,9 @@ static inline __attribute__((always_inline)) void *zpl_malloc(size_t size) {
     if (zm_smp_tick(size)) return ZPL_SAMPLED(ZPL_OP_MALLOC, NULL, size, 0);
 #if ZM_LAYER_HAS_FAST
     size_t usable;
-    void *p = zm_lower_malloc_fast(size, &usable);
+    /* Rounded to 16 (zpl_request; a size near SIZE_MAX wraps to slot 0,
+     * the empty page, and goes to the slow path whole). */
+    void *p = zm_lower_malloc_fast((size + 15) & ~(size_t)15, &usable);
     if (zpl_likely(p != NULL)) return p;
 #endif
     return zpl_malloc_slow(size);
@@ -198,7 +210,7 @@ static inline __attribute__((always_inline)) void *zpl_realloc(void *ptr, size_t
     size_t usable, old = 0;
     int counting = ZPL_COUNTING();
     if (counting) old = zpl_size_of(ptr);
-    void *p = zm_lower_realloc(ptr, size, &usable);
+    void *p = zm_lower_realloc(ptr, zpl_request(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (counting) zpl_count(usable, 'r', (int64_t)usable - (int64_t)old);
     return p;
@@ -210,7 +222,7 @@ static inline __attribute__((always_inline)) void *zpl_aligned(size_t alignment,
     if (zpl_unlikely(ZM_TOO_BIG(size))) return zpl_enomem();
     if (zm_smp_tick(size)) return ZPL_SAMPLED(ZPL_OP_ALIGNED, NULL, size, alignment);
     size_t usable;
-    void *p = zm_lower_aligned_alloc(alignment, ZM_MIN_REQUEST(size), &usable);
+    void *p = zm_lower_aligned_alloc(alignment, zpl_request(size), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;
@@ -232,7 +244,7 @@ ZPL_EXPORT void *calloc(size_t nmemb, size_t size) {
     if (zpl_unlikely(__builtin_mul_overflow(nmemb, size, &bytes) || ZM_TOO_BIG(bytes)))
         return zpl_enomem();
     if (zm_smp_tick(bytes)) return ZPL_SAMPLED(ZPL_OP_CALLOC, NULL, bytes, 0);
-    void *p = zm_lower_calloc(ZM_MIN_REQUEST(bytes), &usable);
+    void *p = zm_lower_calloc(zpl_request(bytes), &usable);
     if (zpl_unlikely(!p)) return zpl_enomem();
     if (ZPL_COUNTING()) zpl_count(usable, 'a', (int64_t)usable);
     return p;

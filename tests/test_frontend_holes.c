@@ -138,7 +138,7 @@ static void test_with_flags(void) {
 #endif
 
 /* Every small size gets a block that holds it (the pool's fast path finds
- * the page from a table indexed by (size + 15) / 16 up to 1 KiB), and on
+ * the page from a table indexed by (size + 7) / 8 up to 1 KiB), and on
  * the pool the size class's own bound: waste under 16 bytes or 12.5%. */
 static void test_small_sizes(void) {
     int fits = 1, tight = 1;

@@ -485,7 +485,7 @@ void *zp_aligned_alloc(size_t alignment, size_t size, size_t *usable) {
      * power of two is a multiple of it), so rounding the size up suffices. */
     if (alignment <= ZP_HDR_SIZE) {
         size_t rounded = (size + alignment - 1) & ~(alignment - 1);
-        if (rounded <= ZP_MAX_CLASS_SIZE) return zp_malloc_fast(rounded ? rounded : 1, usable);
+        if (rounded <= ZP_MAX_CLASS_SIZE) return zp_malloc_fast(rounded ? rounded : alignment, usable);
     }
     if (zp_tl_heap == &zp_empty_heap && !heap_init_thread(1)) {
         errno = ENOMEM;

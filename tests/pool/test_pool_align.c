@@ -46,7 +46,21 @@ int main(void) {
     /* Backend directly, including alignments only sizeof(void *) wide. */
     size_t u;
     void *p = zm_be_aligned_alloc(8, 10, &u);
-    CHECK(p && (uintptr_t)p % 16 == 0 && u >= 10);
+    CHECK(p && (uintptr_t)p % 8 == 0 && u >= 10);
+    zm_be_free(p, u);
+    /* 16-byte alignment of sizes whose plain class is only 8-aligned
+     * (24, 40, 56: pool.h): rounded up to a 16-byte multiple. */
+    for (size_t n = 17; n <= 64; n++) {
+        p = zm_be_aligned_alloc(16, n, &u);
+        CHECK(p && (uintptr_t)p % 16 == 0 && u >= n && u % 16 == 0);
+        zm_be_free(p, u);
+        p = zmalloc_aligned(16, n);
+        CHECK(p && (uintptr_t)p % 16 == 0 && zmalloc_usable_size(p) >= n);
+        zfree(p);
+    }
+    /* A 0-byte aligned request gets a block of the alignment's class. */
+    p = zm_be_aligned_alloc(32, 0, &u);
+    CHECK(p && (uintptr_t)p % 32 == 0 && u >= 1);
     zm_be_free(p, u);
     CHECK_EQ_SIZE(zmalloc_used_memory(), base);
     return test_summary("test_pool_align");

@@ -1,10 +1,12 @@
 /* test_pool_sizes.c: every size from 0 to 64 KiB, then a sweep of large
  * sizes: each block fully written, its usable size within the class bound
- * (waste below 16 bytes or below 12.5% of the block), 16-byte aligned, and
+ * (waste below 16 bytes or below 12.5% of the block), 16-byte aligned (8 for
+ * the 8-, 24-, 40- and 56-byte classes), and
  * its contents intact when the neighbours are written too. */
 #include <stdint.h>
 
 #include "backend.h"
+#include "pool/pool.h"
 #include "test.h"
 #include "zmalloc.h"
 
@@ -14,8 +16,44 @@ static int within_class_bound(size_t req, size_t usable) {
     return waste < 16 || waste * 8 <= usable;
 }
 
+/* The class table: sizes strictly increasing, each class the smallest that
+ * holds its size, 8-byte steps to 64 and 16-byte steps to 128. */
+static void test_class_table(void) {
+    int bad = 0;
+    for (unsigned c = 0; c < ZP_NCLASSES; c++) {
+        size_t sz = zp_class_size(c), prev = c ? zp_class_size(c - 1) : 0;
+        if (zp_class_of(sz) != c || zp_class_of(prev + 1) != c || sz <= prev) {
+            if (bad++ < 5) fprintf(stderr, "class %u: size %zu, previous %zu\n", c, sz, prev);
+        }
+        if (sz <= 64 && sz != 8 * (size_t)(c + 1)) bad++;
+        if (sz > 64 && sz % 16) bad++; /* every class above 64 is 16-aligned */
+    }
+    CHECK(bad == 0);
+    CHECK_EQ_SIZE(zp_class_size(ZP_NCLASSES - 1), ZP_MAX_CLASS_SIZE);
+    /* What a request gets is its class's size, on the fast path (the
+     * direct table, up to 1 KiB) and off it. */
+    int wrong = 0;
+    for (size_t n = 1; n <= 300000; n += n < 2048 ? 1 : n / 64) {
+        void *p = zmalloc(n);
+        size_t want = n <= ZP_MAX_CLASS_SIZE ? zp_class_size(zp_class_of(n)) : 0;
+        if (want && zmalloc_usable_size(p) != want) {
+            if (wrong++ < 5) fprintf(stderr, "zmalloc(%zu): usable %zu, class %zu\n", n,
+                                     zmalloc_usable_size(p), want);
+        }
+        zfree(p);
+    }
+    CHECK(wrong == 0);
+    /* The 8-byte steps are real classes: a 24-byte dict entry takes 24. */
+    void *e = zmalloc(24), *d = zmalloc(56);
+    CHECK_EQ_SIZE(zmalloc_usable_size(e), 24);
+    CHECK_EQ_SIZE(zmalloc_usable_size(d), 56);
+    zfree(e);
+    zfree(d);
+}
+
 int main(void) {
     size_t base = zmalloc_used_memory();
+    test_class_table();
     int bad_bound = 0, bad_align = 0, bad_fill = 0;
     for (size_t n = 0; n <= 65536; n++) {
         unsigned char *p = zmalloc(n);
@@ -23,7 +61,7 @@ int main(void) {
         if (!within_class_bound(n ? n : 1, u)) {
             if (bad_bound++ < 5) fprintf(stderr, "size %zu -> usable %zu\n", n, u);
         }
-        if ((uintptr_t)p % 16) bad_align++;
+        if ((uintptr_t)p % ((u % 16) ? 8 : 16)) bad_align++;
         memset(p, (int)(n & 0xff), u);
         if (p[0] != (unsigned char)(n & 0xff) || p[u - 1] != (unsigned char)(n & 0xff)) bad_fill++;
         zfree(p);
