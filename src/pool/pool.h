@@ -497,8 +497,12 @@ static inline void zp_count(_Atomic(long) *c, long d) {
 /* defrag.c: gives back the calling thread's pages emptied by remote frees
  * (a bounded step; zm_be_get_stats runs it when asked to refresh). */
 void zp_defrag_sweep(zp_heap *heap) ZP_HIDDEN;
-/* defrag.c: carved bytes in the calling thread's empty current pages. */
-size_t zp_defrag_idle_carved(zp_heap *heap) ZP_HIDDEN;
+/* defrag.c: the calling thread's current pages (one per class): carved
+ * bytes of those that are empty, free carved bytes of all of them. */
+typedef struct zp_front {
+    size_t idle_carved, free_carved;
+} zp_front;
+zp_front zp_defrag_front(zp_heap *heap) ZP_HIDDEN;
 /* heap.c: frees into full pages that other threads handed over. */
 void zp_heap_drain_delayed(zp_heap *heap) ZP_HIDDEN;
 void zp_heap_registry_each(void (*fn)(zp_heap *, void *), void *arg) ZP_HIDDEN;

@@ -23,10 +23,12 @@
  *   retained        address space held but decommitted or never touched
  *   muzzy           0: pages are released with MADV_DONTNEED, never lazily
  *   frag_smallbins  free carved blocks in partly used class pages (carved
- *                   minus the class part of allocated, minus the calling
- *                   thread's empty current pages): what moving blocks out
- *                   of sparse pages can win. Huge blocks' header and
- *                   rounding are not in it (they are in active).
+ *                   minus the class part of allocated, minus the free
+ *                   carved blocks of the calling thread's current pages,
+ *                   which its next allocations take first: defrag.c):
+ *                   what moving blocks out of sparse pages can win. Huge
+ *                   blocks' header and rounding are not in it (they are in
+ *                   active).
  */
 #include <stdio.h>
 
@@ -60,7 +62,8 @@ static size_t class_page_bytes(unsigned c) {
                                     : ZP_SEG_SIZE - ZP_HDR_SIZE;
 }
 
-static void fill(const class_sums *s, size_t idle_carved, zp_stats *out) {
+static void fill(const class_sums *s, zp_front front, zp_stats *out) {
+    size_t idle_carved = front.idle_carved;
     long long small = 0;
     for (unsigned c = 0; c < ZP_NCLASSES; c++)
         small += (long long)s->live[c] * (long long)zp_class_size(c);
@@ -77,12 +80,12 @@ static void fill(const class_sums *s, size_t idle_carved, zp_stats *out) {
     out->resident = committed;
     out->retained = mapped - committed; /* committed is part of mapped */
     out->muzzy = 0;
-    /* Free carved blocks of partly used class pages (the caller's emptied
-     * current pages left out); 0 only if a read raced a remote free
+    /* Free carved blocks of partly used class pages (the free blocks of the
+     * caller's current pages left out); 0 only if a read raced a remote free
      * (above). Huge blocks' header and rounding are in active, not here:
      * nothing a defragmenter could win. */
-    long long carved =
-        (long long)(atomic_load_explicit(&zp_stat.carved, memory_order_relaxed) - idle_carved);
+    long long carved = (long long)(atomic_load_explicit(&zp_stat.carved, memory_order_relaxed) -
+                                   front.free_carved);
     out->frag_smallbins = carved > small ? (size_t)(carved - small) : 0;
 }
 
@@ -90,7 +93,7 @@ void zp_stats_get(zp_stats *out) {
     zp_rbatch_flush_if(zp_tl_heap);
     class_sums s;
     sum_classes(&s);
-    fill(&s, zp_defrag_idle_carved(zp_tl_heap), out);
+    fill(&s, zp_defrag_front(zp_tl_heap), out);
 }
 
 void zp_stats_print(FILE *out, int json) {
@@ -98,7 +101,7 @@ void zp_stats_print(FILE *out, int json) {
     class_sums s;
     sum_classes(&s);
     zp_stats st;
-    fill(&s, zp_defrag_idle_carved(zp_tl_heap), &st);
+    fill(&s, zp_defrag_front(zp_tl_heap), &st);
     size_t segments = atomic_load_explicit(&zp_stat.segments, memory_order_relaxed);
     size_t abandoned = atomic_load_explicit(&zp_stat.abandoned, memory_order_relaxed);
     size_t huge_count = atomic_load_explicit(&zp_stat.huge_count, memory_order_relaxed);
