@@ -612,7 +612,11 @@ DBG_COLD static void quarantine_drain(void) {
 static void *dbg_alloc(size_t size, size_t align, int zero, size_t *usable) {
     /* FRONT, rounded up to the alignment (the backend aligns raw). */
     size_t front = align > 16 ? (FRONT + align - 1) & ~(align - 1) : FRONT;
-    size_t total = front + size + GUARD, raw_size = 0;
+    /* Rounded to 16 so that raw, and with it user (front is a multiple of
+     * 16), is 16-aligned: the pool's 24-, 40- and 56-byte classes are only
+     * 8-aligned, and the preload library hands this layer exact sizes so
+     * the tail guard starts at the requested end. */
+    size_t total = (front + size + GUARD + 15) & ~(size_t)15, raw_size = 0;
     if (dbg_unlikely(front >= ((size_t)1 << 30))) { /* dbg_block.front has 30 bits */
         errno = EINVAL;
         return NULL;

@@ -61,7 +61,16 @@
  * blocks. Above 64 every class is a multiple of 16. The zmalloc API does
  * not round (zmalloc.h documents the 8-byte case, as Redis's jemalloc). */
 static inline size_t zpl_request(size_t size) {
+#if ZMALLOC_DEBUG_BUILD
+    /* The verification layer keeps every block 16-aligned itself (debug.c)
+     * and must see the exact size: its tail guard starts at the requested
+     * end, so a one-byte overflow is caught. A 0-byte request asks for 1
+     * (the layer's records cannot hold a 0 size; malloc(0) must still
+     * return a distinct block). */
+    return size + (size == 0);
+#else
     return size <= 64 ? (size + 15 + (size == 0)) & ~(size_t)15 : size;
+#endif
 }
 
 static inline size_t zpl_size_of(void *p) {
