@@ -40,6 +40,7 @@
 #include "account.h"
 #include "backend.h"
 #include "defrag.h"
+#include "platform.h"
 #if ZMALLOC_DEBUG_BUILD
 #include "debug.h"
 #endif
@@ -100,6 +101,7 @@ static void on_fork_parent(void) {
 }
 
 static void on_fork_child(void) {
+    zm_os_thread_id_fork_child();
 #if ZM_BACKEND_HAS_LIFECYCLE
     zm_be_fork_child();
 #endif

@@ -167,8 +167,16 @@ void zm_os_segv_chain(int sig, void *info, void *ctx) {
     }
 }
 
+static __thread long os_thread_id_cache __attribute__((tls_model("initial-exec")));
+
 long zm_os_thread_id(void) {
-    return (long)syscall(SYS_gettid);
+    long tid = os_thread_id_cache;
+    if (!tid) tid = os_thread_id_cache = (long)syscall(SYS_gettid);
+    return tid;
+}
+
+void zm_os_thread_id_fork_child(void) {
+    os_thread_id_cache = 0;
 }
 
 /* Read a whole small file into buf (NUL-terminated); returns bytes or -1. */

@@ -71,8 +71,13 @@ int zm_os_segv_install(void (*fn)(int sig, void *fault_addr, void *info, void *c
 /* Pass a fault that is not ours to the handler installed before ours (or
  * the default action, which re-raises it when the handler returns). */
 void zm_os_segv_chain(int sig, void *info, void *ctx);
-/* The kernel's thread id (for reports). */
+/* The kernel's thread id (for reports), asked of the kernel once per
+ * thread: guarded sampling records it at each sampled allocation and free,
+ * where a gettid call apiece was half of the syscalls. */
 long zm_os_thread_id(void);
+/* A forked child's thread has a new id: the fork handler forgets the
+ * cached one (lifecycle.c). */
+void zm_os_thread_id_fork_child(void);
 
 /* /proc readers used by the Redis API (zmalloc.h documents each). */
 size_t zm_os_rss(void);

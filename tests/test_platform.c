@@ -3,8 +3,11 @@
  * both ways: the block's own pages with mincore (exact, whatever tool runs
  * the test) and the whole process with a bound that allows for the
  * running tool's shadow memory. */
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "platform.h"
 #include "test.h"
@@ -33,7 +36,35 @@ static size_t resident_pages(const void *p, size_t n) {
     return resident;
 }
 
+/* zm_os_thread_id caches the id per thread: it must still be each
+ * thread's own, and a forked child's (the fork handler forgets it). */
+static long kernel_tid(void) {
+    return (long)syscall(SYS_gettid);
+}
+
+static void *thread_id_matches(void *arg) {
+    (void)arg;
+    return (void *)(uintptr_t)(zm_os_thread_id() == kernel_tid() && zm_os_thread_id() == kernel_tid());
+}
+
+static void check_thread_ids(void) {
+    CHECK(zm_os_thread_id() == kernel_tid());
+    CHECK(zm_os_thread_id() == kernel_tid()); /* cached */
+    pthread_t t;
+    void *same = NULL;
+    CHECK(pthread_create(&t, NULL, thread_id_matches, NULL) == 0);
+    CHECK(pthread_join(t, &same) == 0);
+    CHECK(same == (void *)1);
+    zfree(zmalloc(16)); /* the library's fork handlers are registered */
+    pid_t pid = fork();
+    if (pid == 0) _exit(zm_os_thread_id() == kernel_tid() ? 0 : 1);
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
+    check_thread_ids();
     size_t rss0 = zmalloc_get_rss();
     CHECK(rss0 > 0);
     size_t size = 64u << 20;
