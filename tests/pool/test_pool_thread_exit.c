@@ -8,7 +8,11 @@
  *  - a thread whose first call is a free does not take the heap a worker
  *    left parked: the next worker does (with its pages and the blocks
  *    freed into them), as in a main thread freeing what each worker of a
- *    thread pool handed it. */
+ *    thread pool handed it;
+ *  - but a thread that frees first and then allocates (a Larson server
+ *    generation: it frees the blocks it inherited, then allocates) trades
+ *    its fresh heap for the parked one at its first allocation, with the
+ *    used-memory total exact across the trade. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -121,6 +125,37 @@ static void test_parked_heap_goes_to_an_allocating_thread(void) {
     CHECK(worker2_heap == worker1_heap);
 }
 
+/* A Larson generation: worker 1 allocates and exits; its successor frees
+ * one of the blocks it inherited, then allocates. */
+static zp_heap *successor_heap_before, *successor_heap_after;
+
+static void *successor_thread(void *arg) {
+    (void)arg;
+    zfree(handed[0]);
+    successor_heap_before = zp_tl_heap;
+    for (int i = 1; i < HANDED; i++) {
+        zfree(handed[i]);
+        handed[i] = zmalloc(64);
+    }
+    successor_heap_after = zp_tl_heap;
+    for (int i = 1; i < HANDED; i++) zfree(handed[i]);
+    return NULL;
+}
+
+static void test_successor_that_frees_first_takes_the_parked_heap(void) {
+    size_t base = zmalloc_used_memory();
+    pthread_t w1, s;
+    pthread_create(&w1, NULL, handover_worker1, NULL);
+    pthread_join(w1, NULL); /* parked now */
+    CHECK_EQ_SIZE(zmalloc_used_memory(), base + HANDED * zmalloc_size(handed[0]));
+    pthread_create(&s, NULL, successor_thread, NULL);
+    pthread_join(s, NULL);
+    CHECK(successor_heap_before != NULL && successor_heap_before != &zp_empty_heap);
+    CHECK(successor_heap_before != worker1_heap); /* its first call was a free */
+    CHECK(successor_heap_after == worker1_heap);  /* traded at its first allocation */
+    CHECK_EQ_SIZE(zmalloc_used_memory(), base);
+}
+
 int main(void) {
     CHECK(early_ok);
     int intact = 1;
@@ -172,5 +207,7 @@ int main(void) {
      * waits), so no timing decides what worker 2 gets. */
     CHECK(zmalloc_get_option("pool_heap_park_max") >= 1);
     test_parked_heap_goes_to_an_allocating_thread();
+    zmalloc_purge(); /* the lot empty again: worker 1's next heap is the one parked */
+    test_successor_that_frees_first_takes_the_parked_heap();
     return test_summary("test_pool_thread_exit");
 }
