@@ -60,7 +60,7 @@
     X(POOL_SEGMENT_CACHE, "pool_segment_cache", 8,                                               \
       "pool: empty 4 MiB segments kept with their header resident (beyond: header "             \
       "decommitted, address space kept)")                                                        \
-    X(POOL_HUGE_CACHE, "pool_huge_cache", (64 << 20),                                            \
+    X(POOL_HUGE_CACHE, "pool_huge_cache", (32 << 20),                                            \
       "pool: bytes of freed huge (> 256 KiB) mappings kept for reuse; 0 unmaps each at once")    \
     X(POOL_HUGE_CACHE_ENTRY_MAX, "pool_huge_cache_entry_max", (32 << 20),                        \
       "pool: largest freed huge block (bytes) the huge cache keeps")                             \

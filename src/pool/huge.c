@@ -24,9 +24,16 @@
 #include "pool.h"
 
 #define ZP_HUGE_CACHE_SLOTS 32
+/* A remainder worth keeping as an entry of its own. */
+#define ZP_HUGE_PIECE_MIN ((size_t)1 << 20)
+/* Most pieces one take assembles (a remap each). */
+#define ZP_HUGE_GATHER_MAX 4
 
+/* A cached range: resident pages that held freed huge blocks. While cached
+ * a range needs no header and no alignment: the entry says where it is. */
 typedef struct huge_entry {
-    zp_segment *seg;
+    char *at;
+    size_t len;
     uint64_t since;
 } huge_entry;
 static zp_lock huge_lock;
@@ -36,85 +43,131 @@ static size_t huge_cache_bytes;
 /* huge_cache_n as of the last change, readable without the lock. */
 static _Atomic unsigned huge_cache_hint;
 
-static void huge_unmap(zp_segment *seg, size_t total) {
+static void huge_unmap(void *at, size_t total) {
     zp_stat_sub(&zp_stat.committed, total);
     zp_stat_sub(&zp_stat.mapped, total);
-    zm_os_unmap(seg, total);
+    zm_os_unmap(at, total);
+}
+
+/* Under huge_lock: entry i leaves the cache. */
+static huge_entry huge_cache_remove(unsigned i) {
+    huge_entry e = huge_cache[i];
+    huge_cache_bytes -= e.len;
+    huge_cache[i] = huge_cache[--huge_cache_n];
+    return e;
 }
 
 /* Under huge_lock: move entries older than max_age (all with 0) to out. */
-static unsigned huge_cache_expire(uint64_t now, uint64_t max_age, zp_segment **out) {
+static unsigned huge_cache_expire(uint64_t now, uint64_t max_age, huge_entry *out) {
     unsigned n = 0;
     for (unsigned i = 0; i < huge_cache_n;) {
-        if (now - huge_cache[i].since >= max_age) {
-            out[n++] = huge_cache[i].seg;
-            huge_cache_bytes -= huge_cache[i].seg->map_size;
-            huge_cache[i] = huge_cache[--huge_cache_n];
-        } else {
+        if (now - huge_cache[i].since >= max_age)
+            out[n++] = huge_cache_remove(i);
+        else
             i++;
-        }
     }
     return n;
 }
 
-static void huge_unmap_all(zp_segment **segs, unsigned n) {
-    for (unsigned i = 0; i < n; i++) huge_unmap(segs[i], segs[i]->map_size);
+static void huge_unmap_all(const huge_entry *e, unsigned n) {
+    for (unsigned i = 0; i < n; i++) huge_unmap(e[i].at, e[i].len);
 }
 
-/* A cached mapping of at least `need` bytes, trimmed; NULL if none. */
-static zp_segment *huge_cache_take(size_t need, size_t *used) {
-    zp_segment *expired[ZP_HUGE_CACHE_SLOTS], *seg = NULL;
+/* Under huge_lock: the last `want` bytes of entry i (all of it when it has
+ * no more, or when what would stay is too small to be worth an entry). */
+static huge_entry huge_cache_cut(unsigned i, size_t want) {
+    huge_entry *e = &huge_cache[i];
+    if (e->len <= want || e->len - want < ZP_HUGE_PIECE_MIN) return huge_cache_remove(i);
+    e->len -= want;
+    huge_cache_bytes -= want;
+    return (huge_entry){e->at + e->len, want, e->since};
+}
+
+/* A segment-aligned mapping of `need` bytes built from cached pages, or
+ * NULL when the cache has none to give. *dirty: bytes from its start that
+ * may hold old data (beyond, fresh zero pages).
+ *
+ * Resident pages are what the cache is for, so a take gives up none
+ * (decided 2026-12-04, malloc-large: 5-25 MiB blocks, four live, took
+ * 38.6k page faults against tcmalloc's 24.4k, at 1.97x its time): the
+ * smallest range that holds the request serves it, and what is left of
+ * the range stays cached when it is worth an entry; when no range is big
+ * enough, the largest ranges (up to ZP_HUGE_GATHER_MAX, the largest of at
+ * least half the request) are put together. Either way the pages reach
+ * their place with mremap, which moves page tables: no fault, no zeroing;
+ * a range that starts on a segment boundary and holds just the request is
+ * used where it is. Only what no range can give is faulted in. */
+static zp_segment *huge_cache_take(size_t need, size_t *dirty) {
+    huge_entry expired[ZP_HUGE_CACHE_SLOTS], got[ZP_HUGE_GATHER_MAX];
+    unsigned ngot = 0;
+    size_t have = 0;
     uint64_t now = zm_os_clock_ms();
     zp_lock_acquire(&huge_lock);
     unsigned nexp = huge_cache_expire(now, zp_pol.huge_cache_age_ms, expired);
-    unsigned best = ZP_HUGE_CACHE_SLOTS, grow = ZP_HUGE_CACHE_SLOTS;
-    for (unsigned i = 0; i < huge_cache_n; i++) {
-        size_t m = huge_cache[i].seg->map_size;
-        if (m >= need && (best == ZP_HUGE_CACHE_SLOTS || m < huge_cache[best].seg->map_size))
+    unsigned best = ZP_HUGE_CACHE_SLOTS;
+    for (unsigned i = 0; i < huge_cache_n; i++)
+        if (huge_cache[i].len >= need &&
+            (best == ZP_HUGE_CACHE_SLOTS || huge_cache[i].len < huge_cache[best].len))
             best = i;
-    }
-    /* None big enough: the largest of at least half the request, grown
-     * below (its pages stay; only the rest is faulted in). */
-    for (unsigned i = 0; best == ZP_HUGE_CACHE_SLOTS && i < huge_cache_n; i++) {
-        size_t m = huge_cache[i].seg->map_size;
-        if (m >= need / 2 && (grow == ZP_HUGE_CACHE_SLOTS || m > huge_cache[grow].seg->map_size))
-            grow = i;
-    }
-    if (best == ZP_HUGE_CACHE_SLOTS) best = grow;
     if (best != ZP_HUGE_CACHE_SLOTS) {
-        seg = huge_cache[best].seg;
-        huge_cache_bytes -= seg->map_size;
-        huge_cache[best] = huge_cache[--huge_cache_n];
+        huge_entry *e = &huge_cache[best];
+        if (((uintptr_t)e->at & ZP_SEG_MASK) == 0 && e->len - need < ZP_HUGE_PIECE_MIN &&
+            e->len - need <= need / 8) {
+            got[ngot++] = huge_cache_remove(best); /* in place, slack and all */
+        } else if (((uintptr_t)e->at & ZP_SEG_MASK) == 0 && e->len - need >= ZP_HUGE_PIECE_MIN) {
+            /* The front in place; the rest stays cached. */
+            got[ngot++] = (huge_entry){e->at, need, e->since};
+            e->at += need;
+            e->len -= need;
+            huge_cache_bytes -= need;
+        } else {
+            got[ngot++] = huge_cache_cut(best, need);
+        }
+        have = got[0].len;
+    } else {
+        while (ngot < ZP_HUGE_GATHER_MAX && have < need && huge_cache_n) {
+            unsigned big = 0;
+            for (unsigned i = 1; i < huge_cache_n; i++)
+                if (huge_cache[i].len > huge_cache[big].len) big = i;
+            if (ngot == 0 && huge_cache[big].len < need / 2) break;
+            got[ngot] = huge_cache_cut(big, need - have);
+            have += got[ngot++].len;
+        }
     }
     atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);
     zp_lock_release(&huge_lock);
     huge_unmap_all(expired, nexp);
-    if (seg && seg->map_size < need) {
-        size_t m = seg->map_size;
-        zp_segment *n = zm_os_remap(seg, m, need, NULL);
-        if (!n) {
-            void *dst = zm_os_map_aligned(need, ZP_SEG_SIZE);
-            n = dst ? zm_os_remap(seg, m, need, dst) : NULL;
-            if (!n) {
-                if (dst) zm_os_unmap(dst, need);
-                huge_unmap(seg, m);
-                return NULL;
-            }
-        }
-        seg = n;
-        seg->map_size = need;
-        *used = m; /* beyond it the pages are fresh: zero */
-        zp_stat_add(&zp_stat.mapped, need - m);
-        zp_stat_add(&zp_stat.committed, need - m);
+    if (ngot == 0) return NULL;
+    /* One range, on a segment boundary, at least the request: as it is. */
+    if (ngot == 1 && ((uintptr_t)got[0].at & ZP_SEG_MASK) == 0 && got[0].len >= need) {
+        zp_segment *seg = (zp_segment *)got[0].at;
+        seg->map_size = got[0].len;
+        *dirty = got[0].len;
         return seg;
     }
-    if (seg && seg->map_size - need > need / 8) {
-        zm_os_unmap((char *)seg + need, seg->map_size - need);
-        zp_stat_sub(&zp_stat.committed, seg->map_size - need);
-        zp_stat_sub(&zp_stat.mapped, seg->map_size - need);
-        seg->map_size = need;
+    char *dst = zm_os_map_aligned(need, ZP_SEG_SIZE);
+    if (!dst) {
+        huge_unmap_all(got, ngot);
+        return NULL;
     }
-    if (seg) *used = seg->map_size;
+    /* Each range moved in replaces fresh pages the new mapping counted. */
+    zp_stat_add(&zp_stat.mapped, need);
+    zp_stat_add(&zp_stat.committed, need);
+    size_t off = 0;
+    for (unsigned i = 0; i < ngot; i++) {
+        size_t len = got[i].len < need - off ? got[i].len : need - off;
+        if (len && zm_os_remap(got[i].at, len, len, dst + off) != NULL) {
+            zp_stat_sub(&zp_stat.mapped, len);
+            zp_stat_sub(&zp_stat.committed, len);
+            off += len;
+            if (len < got[i].len) huge_unmap(got[i].at + len, got[i].len - len);
+        } else {
+            huge_unmap(got[i].at, got[i].len);
+        }
+    }
+    zp_segment *seg = (zp_segment *)dst;
+    seg->map_size = need;
+    *dirty = off;
     return seg;
 }
 
@@ -157,10 +210,10 @@ void *zp_huge_alloc(size_t size, size_t alignment, size_t *usable, int zero) {
     if (!cached) {
         zp_stat_add(&zp_stat.mapped, total);
         zp_stat_add(&zp_stat.committed, total);
-    } else if (zero) {
+    } else if (zero && dirty > ZP_HDR_SIZE) {
         /* A fresh mapping is zero already; a cached one may be larger than
          * asked for, and calloc's caller may use all of the usable size. */
-        memset(user, 0, dirty - ZP_HDR_SIZE); /* a grown tail is fresh */
+        memset(user, 0, dirty - ZP_HDR_SIZE); /* the rest is fresh */
     }
     zp_stat_add(&zp_stat.active, total);
     zp_stat_add(&zp_stat.huge_live, seg->huge_usable);
@@ -222,7 +275,7 @@ void zp_huge_free(zp_segment *seg) {
     zp_stat_sub(&zp_stat.active, total);
     /* Only plain mappings (block right after the header) are cached. */
     if (seg->huge_usable + ZP_HDR_SIZE == total && total <= zp_pol.huge_cache_entry_max) {
-        zp_segment *expired[ZP_HUGE_CACHE_SLOTS + 1];
+        huge_entry expired[ZP_HUGE_CACHE_SLOTS + 1];
         uint64_t now = zm_os_clock_ms();
         zp_lock_acquire(&huge_lock);
         unsigned nexp = huge_cache_expire(now, zp_pol.huge_cache_age_ms, expired);
@@ -233,13 +286,9 @@ void zp_huge_free(zp_segment *seg) {
             unsigned old = 0;
             for (unsigned i = 1; i < huge_cache_n; i++)
                 if (huge_cache[i].since < huge_cache[old].since) old = i;
-            expired[nexp++] = huge_cache[old].seg;
-            huge_cache_bytes -= huge_cache[old].seg->map_size;
-            huge_cache[old] = huge_cache[--huge_cache_n];
+            expired[nexp++] = huge_cache_remove(old);
         }
-        huge_cache[huge_cache_n].seg = seg;
-        huge_cache[huge_cache_n].since = now;
-        huge_cache_n++;
+        huge_cache[huge_cache_n++] = (huge_entry){(char *)seg, total, now};
         huge_cache_bytes += total;
         atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);
         zp_lock_release(&huge_lock);
@@ -250,7 +299,7 @@ void zp_huge_free(zp_segment *seg) {
 }
 
 static void huge_cache_drop(uint64_t max_age) {
-    zp_segment *expired[ZP_HUGE_CACHE_SLOTS];
+    huge_entry expired[ZP_HUGE_CACHE_SLOTS];
     zp_lock_acquire(&huge_lock);
     unsigned n = huge_cache_expire(max_age ? zm_os_clock_ms() : 0, max_age, expired);
     atomic_store_explicit(&huge_cache_hint, huge_cache_n, memory_order_relaxed);

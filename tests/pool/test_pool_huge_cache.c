@@ -2,8 +2,10 @@
  * their pages in again: 24 blocks of 1 MiB (24 MiB) freed and allocated
  * again fault in (almost) nothing; a cached 1 MiB mapping serves a 1.5 MiB
  * request by growing (only the new 0.5 MiB is faulted in); calloc of a
- * grown entry is all zero; the accounting is exact and zmalloc_purge()
- * unmaps the cache. The cache's age limit is set far above any stall of a
+ * grown entry is all zero; an 8 MiB entry serves 3 MiB and keeps the rest
+ * cached for a 4 MiB request after it; two cached 3 MiB mappings are put
+ * together for a 6 MiB calloc (pages moved, not faulted, the result all
+ * zero); the accounting is exact and zmalloc_purge() unmaps the cache. The cache's age limit is set far above any stall of a
  * loaded machine (ZMALLOC_POOL_HUGE_CACHE_AGE_MS, before the first
  * allocation reads the options), so nothing expires by timing; the size
  * limits are read back with zmalloc_get_option. */
@@ -68,6 +70,55 @@ int main(void) {
     CHECK((((uintptr_t)q - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
     size_t u = zmalloc_size(q);
     CHECK(u >= MB + MB / 2);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), u);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0 + u + ZP_HDR_SIZE);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0 + u + ZP_HDR_SIZE);
+    zfree(q);
+    zmalloc_purge();
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0);
+
+    /* Split: 8 MiB cached, 3 MiB taken, the remainder serves 4 MiB. */
+    p = zmalloc(8 * MB);
+    memset(p, 1, 8 * MB);
+    zfree(p);
+    f0 = minflt();
+    unsigned char *a = zmalloc(3 * MB), *b4 = zmalloc(4 * MB);
+    memset(a, 2, 3 * MB);
+    memset(b4, 3, 4 * MB);
+    faults = minflt() - f0;
+    printf("8 MiB cached -> 3 MiB + 4 MiB: %ld page faults\n", faults);
+    CHECK(faults < 64);
+    CHECK((((uintptr_t)a - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
+    CHECK((((uintptr_t)b4 - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
+    CHECK(a[3 * MB - 1] == 2 && b4[0] == 3 && b4[4 * MB - 1] == 3);
+    size_t ua = zmalloc_size(a), ub = zmalloc_size(b4);
+    CHECK(ua >= 3 * MB && ub >= 4 * MB);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), ua + ub);
+    zfree(a);
+    zfree(b4);
+    zmalloc_purge();
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0);
+
+    /* Gather: two cached 3 MiB mappings make a 6 MiB calloc. */
+    a = zmalloc(3 * MB);
+    b4 = zmalloc(3 * MB);
+    memset(a, 0x77, 3 * MB);
+    memset(b4, 0x66, 3 * MB);
+    zfree(a);
+    zfree(b4);
+    f0 = minflt();
+    q = zcalloc(6 * MB);
+    zero = 1;
+    for (size_t i = 0; i < zmalloc_size(q); i++) zero &= q[i] == 0;
+    CHECK(zero);
+    memset(q, 0x11, 6 * MB); /* a fresh page would fault here */
+    faults = minflt() - f0;
+    printf("2 x 3 MiB cached -> 6 MiB calloc, written: %ld page faults\n", faults);
+    CHECK(faults < 64);
+    CHECK((((uintptr_t)q - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
+    u = zmalloc_size(q);
     CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), u);
     CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0 + u + ZP_HDR_SIZE);
     CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0 + u + ZP_HDR_SIZE);
