@@ -26,7 +26,7 @@ endif()
 add_library(zmalloc_preload SHARED ${ZM_PRELOAD_SOURCES})
 target_include_directories(zmalloc_preload PRIVATE ${CMAKE_SOURCE_DIR}/include
                            ${CMAKE_BINARY_DIR}/include ${CMAKE_SOURCE_DIR}/src)
-target_link_libraries(zmalloc_preload PRIVATE Threads::Threads ${CMAKE_DL_LIBS} m)
+target_link_libraries(zmalloc_preload PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
 # The statistics keep their event counts in the thread registry's slots
 # (account.h, preload.h: ZPL_X_COUNT words), and lifecycle.c calls the
 # preload layer's hooks.

@@ -97,6 +97,10 @@ static inline int zm_smp_hit(const void *ptr) {
 }
 #endif
 
+/* sample.c's own ln x (x > 0, normal) and e^x - 1 (x <= 0): no libm. */
+double zm_smp_log(double x) ZM_SMP_HIDDEN;
+double zm_smp_expm1(double x) ZM_SMP_HIDDEN;
+
 /* The stack of an allocation or free: return addresses, innermost first. */
 #define ZM_SMP_DEPTH 32
 typedef struct zm_smp_stack {

@@ -8,6 +8,8 @@
  * 2. Through zmalloc: a known live heap, dumped with zmalloc_prof_dump,
  *    read back: the in-use total within 10% of the truth, and nothing left
  *    in use once everything is freed.
+ * 3. The library's own ln and expm1 (it links no libm) against libm's over
+ *    the domains the sampler uses.
  */
 #include <math.h>
 #include <stdint.h>
@@ -68,7 +70,40 @@ __attribute__((noinline)) void **keep_blocks(int n, size_t size) {
     return v;
 }
 
+static double rel_err(double got, double want) {
+    double d = fabs(got - want), m = fabs(want);
+    return m > 1.0 ? d / m : d;
+}
+
+static void check_own_math(void) {
+    double worst_log = 0, worst_expm1 = 0;
+    /* ln over (0, 1] as the draws use it (down to 2^-53), and beyond 1. */
+    for (double x = 0x1p-53; x < 1e6; x *= 1.0009765625) {
+        double e = rel_err(zm_smp_log(x), log(x));
+        if (e > worst_log) worst_log = e;
+    }
+    CHECK(zm_smp_log(1.0) == 0.0);
+    /* expm1 on x <= 0: tiny, around the 1/2 switch, large, and past the
+     * point where e^x is below the smallest double. */
+    static const double edges[] = {-0.0, -1e-300, -1e-12, -1e-6, -0.49999999, -0.5, -0.50000001,
+                                   -1.0, -10.0, -700.0, -744.0, -745.5, -1e6};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        double want = expm1(edges[i]), got = zm_smp_expm1(edges[i]);
+        double e = want == 0 ? fabs(got) : fabs(got - want) / fabs(want);
+        if (e > worst_expm1) worst_expm1 = e;
+    }
+    for (double x = -1e-9; x > -800; x *= 1.001) {
+        double want = expm1(x), e = fabs(zm_smp_expm1(x) - want) / fabs(want);
+        if (e > worst_expm1) worst_expm1 = e;
+    }
+    printf("own ln: worst error %.3g; own expm1: worst relative error %.3g\n", worst_log,
+           worst_expm1);
+    CHECK(worst_log < 1e-12);
+    CHECK(worst_expm1 < 1e-12);
+}
+
 int main(void) {
+    check_own_math();
     run a, b;
     long interval = 65536;
     sample_stream(12345, interval, &a);
