@@ -1,8 +1,8 @@
 /* test_pool_huge_cache.c: freed huge mappings are reused without faulting
  * their pages in again: 24 blocks of 1 MiB (24 MiB) freed and allocated
  * again fault in (almost) nothing; a cached 1 MiB mapping serves a 1.5 MiB
- * request by growing (only the new 0.5 MiB is faulted in); calloc of a
- * grown entry is all zero; an 8 MiB entry serves 3 MiB and keeps the rest
+ * request, its pages moved into the new mapping (only the other 0.5 MiB is
+ * fresh); calloc of such a block is all zero; an 8 MiB entry serves 3 MiB and keeps the rest
  * cached for a 4 MiB request after it; two cached 3 MiB mappings are put
  * together for a 6 MiB calloc (pages moved, not faulted, the result all
  * zero); the accounting is exact and zmalloc_purge() unmaps the cache. The cache's age limit is set far above any stall of a
@@ -26,6 +26,24 @@ static long minflt(void) {
 enum { N = 24 };
 #define MB ((size_t)1 << 20)
 
+static size_t mapped0, committed0;
+
+/* q, the only live huge block: segment-aligned, and counted exactly. */
+static void check_one_huge_block(const void *q) {
+    CHECK((((uintptr_t)q - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
+    size_t u = zmalloc_size((void *)q);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), u);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0 + u + ZP_HDR_SIZE);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0 + u + ZP_HDR_SIZE);
+}
+
+/* After zmalloc_purge(), with no huge block live: nothing left mapped. */
+static void check_purged(void) {
+    zmalloc_purge();
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0);
+    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0);
+}
+
 int main(void) {
     prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
     setenv("ZMALLOC_POOL_HUGE_CACHE_AGE_MS", "3600000", 1);
@@ -37,7 +55,8 @@ int main(void) {
     /* The test needs room for its 24 MiB and a 1.5 MiB entry. */
     CHECK(cache >= (long long)(N * (MB + ZP_HDR_SIZE)) && entry_max >= (long long)(2 * MB));
     zmalloc_purge();
-    size_t mapped0 = atomic_load(&zp_stat.mapped), committed0 = atomic_load(&zp_stat.committed);
+    mapped0 = atomic_load(&zp_stat.mapped);
+    committed0 = atomic_load(&zp_stat.committed);
     void *b[N];
     for (int i = 0; i < N; i++) {
         b[i] = zmalloc(MB);
@@ -53,9 +72,10 @@ int main(void) {
     printf("24 x 1 MiB again: %ld page faults\n", faults);
     CHECK(faults < (long)(N * MB / 4096 / 10));
     for (int i = 0; i < N; i++) zfree(b[i]);
-    zmalloc_purge();
+    check_purged();
 
-    /* One cached 1 MiB mapping, then 1.5 MiB: grown, not mapped afresh. */
+    /* One cached 1 MiB mapping, then 1.5 MiB: its pages moved in, only the
+     * rest fresh. */
     void *p = zmalloc(MB);
     memset(p, 0x5a, MB);
     zfree(p);
@@ -67,16 +87,10 @@ int main(void) {
     for (size_t i = 0; i < zmalloc_size(q); i++) zero &= q[i] == 0;
     CHECK(zero);
     CHECK(faults < 32); /* the old part zeroed in place, the new part fresh */
-    CHECK((((uintptr_t)q - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
-    size_t u = zmalloc_size(q);
-    CHECK(u >= MB + MB / 2);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), u);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0 + u + ZP_HDR_SIZE);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0 + u + ZP_HDR_SIZE);
+    CHECK(zmalloc_size(q) >= MB + MB / 2);
+    check_one_huge_block(q);
     zfree(q);
-    zmalloc_purge();
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0);
+    check_purged();
 
     /* Split: 8 MiB cached, 3 MiB taken, the remainder serves 4 MiB. */
     p = zmalloc(8 * MB);
@@ -97,9 +111,7 @@ int main(void) {
     CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), ua + ub);
     zfree(a);
     zfree(b4);
-    zmalloc_purge();
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0);
+    check_purged();
 
     /* Gather: two cached 3 MiB mappings make a 6 MiB calloc. */
     a = zmalloc(3 * MB);
@@ -117,15 +129,9 @@ int main(void) {
     faults = minflt() - f0;
     printf("2 x 3 MiB cached -> 6 MiB calloc, written: %ld page faults\n", faults);
     CHECK(faults < 64);
-    CHECK((((uintptr_t)q - ZP_HDR_SIZE) & ZP_SEG_MASK) == 0);
-    u = zmalloc_size(q);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.huge_live), u);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0 + u + ZP_HDR_SIZE);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0 + u + ZP_HDR_SIZE);
+    check_one_huge_block(q);
     zfree(q);
-    zmalloc_purge();
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.mapped), mapped0);
-    CHECK_EQ_SIZE(atomic_load(&zp_stat.committed), committed0);
+    check_purged();
     zfree(warm);
     return test_summary("test_pool_huge_cache");
 }
