@@ -2,13 +2,14 @@
  * their pages in again: 24 blocks of 1 MiB (24 MiB) freed and allocated
  * again fault in (almost) nothing; a cached 1 MiB mapping serves a 1.5 MiB
  * request, its pages moved into the new mapping (only the other 0.5 MiB is
- * fresh); calloc of such a block is all zero; an 8 MiB entry serves 3 MiB and keeps the rest
- * cached for a 4 MiB request after it; two cached 3 MiB mappings are put
- * together for a 6 MiB calloc (pages moved, not faulted, the result all
- * zero); the accounting is exact and zmalloc_purge() unmaps the cache. The cache's age limit is set far above any stall of a
- * loaded machine (ZMALLOC_POOL_HUGE_CACHE_AGE_MS, before the first
- * allocation reads the options), so nothing expires by timing; the size
- * limits are read back with zmalloc_get_option. */
+ * fresh); calloc of such a block is all zero; an 8 MiB entry serves 3 MiB
+ * and keeps the rest cached for a 4 MiB request after it; two cached 3 MiB
+ * mappings are put together for a 6 MiB calloc (pages moved, not faulted,
+ * the result all zero); the accounting is exact and zmalloc_purge() unmaps
+ * the cache. The cache's age limit is set far above any stall of a loaded
+ * machine (ZMALLOC_POOL_HUGE_CACHE_AGE_MS, before the first allocation
+ * reads the options), so nothing expires by timing; the size limits are
+ * read back with zmalloc_get_option. */
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
